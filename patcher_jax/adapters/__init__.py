@@ -1,0 +1,1 @@
+"""Model adapters: queries, tail and patched forward of each supported model."""

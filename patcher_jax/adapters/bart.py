@@ -1,0 +1,91 @@
+"""BART seq2seq (transformers `FlaxBartForConditionalGeneration`).
+
+The patch goes into the FFN (fc1/fc2) of the last decoder layer. Queries are the
+fc1 inputs at every teacher-forced decoder position; the tail runs the FFN, the
+final LayerNorm of that layer and the tied LM head at those positions only, so
+the vocabulary projection is paid for the answer tokens, not the whole batch.
+"""
+import jax.numpy as jnp
+
+from patcher_jax import objectives
+from patcher_jax import patch as patch_lib
+from patcher_jax import tail as tail_lib
+from patcher_jax.adapters.intercept import FFNSite, run_with_patch
+
+BART_NORM_EPS = 1e-5  # hard-coded in transformers' FlaxBartDecoderLayer
+
+
+def last_layer(config) -> str:
+  return str(config.decoder_layers - 1)
+
+
+def site(config) -> FFNSite:
+  layer = ("model", "decoder", "layers", last_layer(config))
+  return FFNSite(key_path=layer + ("fc1",), value_path=layer + ("fc2",))
+
+
+def _lm_head(head, hidden, rng, train, rate):
+  """Tied LM head: hidden @ E^T + final_logits_bias (no dropout)."""
+  del rng, train, rate
+  logits = hidden @ head["embedding"].T
+  return logits + head["final_logits_bias"][0]
+
+
+def _untied_lm_head(head, hidden, rng, train, rate):
+  del rng, train, rate
+  return hidden @ head["kernel"] + head["final_logits_bias"][0]
+
+
+def make_tail(config, params) -> tail_lib.Tail:
+  """The frozen top of a BART: last decoder FFN + LayerNorm + LM head."""
+  if config.activation_function != "gelu":
+    raise ValueError("expected a GELU BART, got activation_function="
+                     f"{config.activation_function}")
+  layer = params["model"]["decoder"]["layers"][last_layer(config)]
+  ffn = {"fc1": layer["fc1"], "fc2": layer["fc2"],
+         "norm": layer["final_layer_norm"]}
+  bias = params["final_logits_bias"]
+  if config.tie_word_embeddings:
+    head = {"embedding": params["model"]["shared"]["embedding"],
+            "final_logits_bias": bias}
+    head_fn = _lm_head
+  else:
+    head = {"kernel": params["lm_head"]["kernel"], "final_logits_bias": bias}
+    head_fn = _untied_lm_head
+  return tail_lib.Tail(
+      ffn=ffn, head=head, head_fn=head_fn,
+      loss_fn=objectives.seq2seq_loss, wrong_fn=objectives.argmax_wrong,
+      norm_eps=BART_NORM_EPS, hidden_dropout=config.dropout,
+      activation_dropout=config.activation_dropout, head_dropout=0.0,
+      act=patch_lib.gelu)
+
+
+def forward(model, params, input_ids, attention_mask, decoder_input_ids,
+            decoder_attention_mask, *, bank=None, train=False, rng=None):
+  """Teacher-forced full forward: (logits [B, T, V], queries [B, T, d])."""
+  delta_fn = None
+  if bank is not None:
+    delta_fn = lambda q: patch_lib.bank_output(bank, q)
+  out, captured = run_with_patch(
+      lambda: model(input_ids, attention_mask,
+                    decoder_input_ids=decoder_input_ids,
+                    decoder_attention_mask=decoder_attention_mask,
+                    params=params, train=train, dropout_rng=rng),
+      site(model.config), delta_fn)
+  return out.logits, captured[0]
+
+
+def queries(model, params, input_ids, attention_mask, decoder_input_ids,
+            decoder_attention_mask, *, train=False, rng=None):
+  """fc1 inputs of the last decoder layer at every position: [B, T, d]."""
+  return forward(model, params, input_ids, attention_mask, decoder_input_ids,
+                 decoder_attention_mask, train=train, rng=rng)[1]
+
+
+def noisy_queries(model, params, input_ids, attention_mask, decoder_input_ids,
+                  decoder_attention_mask, rng, num: int):
+  """`num` dropout samples of one example's decoder queries: [num, T, d]."""
+  rep = lambda a: jnp.repeat(a[:1], num, axis=0)
+  return queries(model, params, rep(input_ids), rep(attention_mask),
+                 rep(decoder_input_ids), rep(decoder_attention_mask),
+                 train=True, rng=rng)

@@ -1,0 +1,422 @@
+"""One edit: train the new neurons of one mistake, in one compiled loop.
+
+Data flow: cached queries of the edit (from an adapter) + the frozen bank + the
+memory -> `edit` -> the bank with the new neurons merged, and per-edit stats.
+
+`patch_step` is one Optax step on the new neurons only; `edit` runs it inside a
+`lax.while_loop` with the stop rule, so a whole edit is a single XLA call.
+Two stop rules:
+  * "val_plateau" (parity with the reference): check every 25 steps from step
+    100; at a successful check record the memory loss on the val memory; stop
+    at the first one that is not lower than the best earlier by > 1e-3;
+  * "margins" (fast): stop at the first step where the edit is fixed and the
+    margins the memory loss asks for already hold: every memory
+    pre-activation < beta and every edit pre-activation > max memory + gamma.
+"""
+from typing import NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+
+from patcher_jax import losses
+from patcher_jax import memory as memory_lib
+from patcher_jax import patch as patch_lib
+from patcher_jax import tail as tail_lib
+from patcher_jax.memory import Memory
+from patcher_jax.patch import Neurons, PatchBank
+from patcher_jax.tail import Tail
+
+
+class EditConfig(NamedTuple):
+  """Static settings of one edit (hashable: a jit static argument)."""
+  copies: int = 1                 # B: copies of the edit per step
+  noise: bool = False             # draw copies from the noisy query pool and
+                                  # apply the tail's dropouts while training
+  max_steps: int = 2000
+  stop_rule: str = "margins"      # "margins" | "val_plateau" | "success"
+  check_every: int = 1
+  check_start: int = 0            # first step index (0-based) that may stop
+  stop_tolerance: float = 1e-3
+  lr: float = 0.01
+  weight_decay: float = 0.01      # coupled L2, as torch Adam's weight_decay
+  clip_norm: float = 5.0
+  plateau_factor: float = 0.5
+  plateau_patience: int = 1
+  plateau_threshold: float = 0.05
+  act_k: int = 5
+  act_margin: float = 0.0
+  act_weight: float = 1.0
+  mem_weight: float = 5.0         # reference: 5 (FEVER), 10 (zsRE)
+  mem_k1: int = 1000
+  mem_k2: int = 125               # top-1000 over 8 duplicates == top-125
+  gamma: float = 3.0              # l_m1 margin
+  beta: float = -3.0              # l_m2 margin
+  value_init: str = "reference"   # see patch.init_neurons
+  amplifier: float = 10.0
+  keep_failed: bool = False       # merge a failed edit's neurons anyway
+
+
+def parity_config(**overrides) -> EditConfig:
+  """The reference's defaults (ALGORITHM.md section 3)."""
+  base = EditConfig(copies=8, noise=True, max_steps=2000,
+                    stop_rule="val_plateau", check_every=25, check_start=100,
+                    value_init="reference", keep_failed=True)
+  return base._replace(**overrides)
+
+
+def fast_config(**overrides) -> EditConfig:
+  """Stop at the first step where the edit and the margins hold."""
+  base = EditConfig(copies=1, noise=False, max_steps=1000,
+                    stop_rule="margins", check_every=1, check_start=0,
+                    value_init="direction", keep_failed=False)
+  return base._replace(**overrides)
+
+
+class EditTask(NamedTuple):
+  """The cached inputs of one edit (built by `make_edit_task`).
+
+  Attributes:
+    queries: [P, d] FFN inputs at the tail positions, eval mode.
+    noisy_queries: [S, P, d] train-mode (dropout) samples of the same.
+    base_delta: [P, d] what the frozen bank adds at `queries`.
+    noisy_base_delta: [S, P, d] the same at `noisy_queries`.
+    targets: [P] int32 gold labels / next tokens.
+    target_mask: [P] bool, positions that count.
+    neuron_pos: [n] int32, the position each new neuron is responsible for.
+    neuron_mask: [n] bool, prefix mask of the neurons in use.
+  """
+  queries: chex.Array
+  noisy_queries: chex.Array
+  base_delta: chex.Array
+  noisy_base_delta: chex.Array
+  targets: chex.Array
+  target_mask: chex.Array
+  neuron_pos: chex.Array
+  neuron_mask: chex.Array
+
+
+class EditState(NamedTuple):
+  """The state `patch_step` advances."""
+  neurons: Neurons
+  opt_state: optax.OptState
+  lr: chex.Array
+  step: chex.Array
+  rng: chex.PRNGKey
+
+
+class LossParts(NamedTuple):
+  total: chex.Array
+  edit: chex.Array
+  act: chex.Array
+  mem1: chex.Array
+  mem2: chex.Array
+  wrong: chex.Array        # [B, P] wrong positions (teacher forced)
+  min_alpha: chex.Array    # smallest edit pre-activation
+  max_h: chex.Array        # largest memory pre-activation
+
+
+class EditStats(NamedTuple):
+  steps: chex.Array
+  success: chex.Array
+  margins_ok: chex.Array
+  loss: chex.Array
+  edit_loss: chex.Array
+  act_loss: chex.Array
+  mem_loss1: chex.Array
+  mem_loss2: chex.Array
+  min_alpha: chex.Array
+  max_memory_h: chex.Array
+  lr: chex.Array
+  num_neurons: chex.Array
+
+
+def make_optimizer(config: EditConfig) -> optax.GradientTransformation:
+  """Clip, coupled L2, Adam; the learning rate is applied by `patch_step`.
+
+  The rate lives in the state because the plateau rule changes it mid-edit.
+  """
+  return optax.chain(
+      optax.clip_by_global_norm(config.clip_norm),
+      optax.add_decayed_weights(config.weight_decay),
+      optax.scale_by_adam())
+
+
+def wrong_positions(tail: Tail, bank: PatchBank, queries, targets,
+                    target_mask) -> chex.Array:
+  """[P] positions the patched model gets wrong (teacher forced, eval)."""
+  delta = patch_lib.bank_output(bank, queries, tail.act)
+  logits = tail_lib.tail_logits(tail, queries, delta, jax.random.PRNGKey(0))
+  return tail.wrong_fn(logits, targets, target_mask)
+
+
+def make_edit_task(tail: Tail, bank: PatchBank, queries, targets, target_mask,
+                   *, noisy_queries=None, max_neurons: int = 1) -> EditTask:
+  """Cache what an edit needs; one neuron per wrong position, at most n.
+
+  Neurons go to the first `max_neurons` wrong positions, in order (the
+  reference's `select_index`). If teacher forcing finds nothing wrong, the task
+  has no neuron (`neuron_mask` all False): callers should skip it.
+  """
+  queries = jnp.asarray(queries)
+  targets = jnp.asarray(targets, jnp.int32)
+  target_mask = jnp.asarray(target_mask, bool)
+  if noisy_queries is None:
+    noisy_queries = queries[None]
+  wrong = wrong_positions(tail, bank, queries, targets, target_mask)
+  p = queries.shape[0]
+  # stable order of wrong positions first
+  order = jnp.argsort(~wrong, stable=True)
+  pos = order[:max_neurons] if max_neurons <= p else jnp.pad(
+      order, (0, max_neurons - p))
+  n_wrong = jnp.sum(wrong.astype(jnp.int32))
+  neuron_mask = jnp.arange(max_neurons) < n_wrong
+  pos = jnp.where(neuron_mask, pos, 0).astype(jnp.int32)
+  return EditTask(
+      queries=queries,
+      noisy_queries=jnp.asarray(noisy_queries),
+      base_delta=patch_lib.bank_output(bank, queries, tail.act),
+      noisy_base_delta=patch_lib.bank_output(bank, noisy_queries, tail.act),
+      targets=targets, target_mask=target_mask,
+      neuron_pos=pos, neuron_mask=neuron_mask)
+
+
+def _copies(task: EditTask, config: EditConfig, rng, train: bool):
+  """B copies of the edit's queries (and bank deltas): noisy or clean."""
+  b = config.copies
+  if train and config.noise:
+    idx = jax.random.randint(rng, (b,), 0, task.noisy_queries.shape[0])
+    return task.noisy_queries[idx], task.noisy_base_delta[idx]
+  q = jnp.broadcast_to(task.queries, (b,) + task.queries.shape)
+  d = jnp.broadcast_to(task.base_delta, (b,) + task.base_delta.shape)
+  return q, d
+
+
+def loss_parts(neurons: Neurons, tail: Tail, task: EditTask, memory: Memory,
+               rng: chex.PRNGKey, config: EditConfig,
+               train: bool = True) -> LossParts:
+  """l_e + alc * l_a + mlc * (l_m1 + l_m2) of the new neurons, and margins."""
+  r_copy, r_tail, r_act = jax.random.split(rng, 3)
+  noisy = train and config.noise
+  q, base_delta = _copies(task, config, r_copy, train)          # [B, P, d]
+  act = tail.act(patch_lib.pre_activations(neurons.keys, neurons.biases, q))
+  act = jnp.where(task.neuron_mask, act, 0.0)                    # [B, P, n]
+  if noisy:
+    act = tail_lib.dropout(r_act, act, tail.activation_dropout)
+  delta = base_delta + act @ neurons.effective_values()
+  logits = jax.vmap(
+      lambda qq, dd, r: tail_lib.tail_logits(tail, qq, dd, r, noisy))(
+          q, delta, jax.random.split(r_tail, q.shape[0]))
+  edit_loss = jnp.mean(jax.vmap(
+      lambda lg: tail.loss_fn(lg, task.targets, task.target_mask))(logits))
+  wrong = jax.vmap(
+      lambda lg: tail.wrong_fn(lg, task.targets, task.target_mask))(logits)
+
+  # alpha[b, i]: neuron i's pre-activation at its own position on copy b.
+  q_at = q[:, task.neuron_pos, :]                                # [B, n, d]
+  alpha = jnp.einsum("bnd,nd->bn", q_at, neurons.keys) + neurons.biases
+  alpha_mask = jnp.broadcast_to(task.neuron_mask, alpha.shape)
+  act_loss = losses.activation_loss(alpha, alpha_mask, config.act_k,
+                                    config.act_margin)
+  h, h_mask = memory_lib.pre_activations(memory, neurons.keys, neurons.biases)
+  h_mask = h_mask & task.neuron_mask[None, :]
+  mem1, mem2 = losses.memory_loss(h, h_mask, alpha, alpha_mask,
+                                  k1=config.mem_k1, k2=config.mem_k2,
+                                  gamma=config.gamma, beta=config.beta)
+  total = edit_loss + config.act_weight * act_loss + config.mem_weight * (
+      mem1 + mem2)
+  min_alpha = jnp.min(jnp.where(alpha_mask, alpha, jnp.inf))
+  max_h = jnp.max(jnp.where(h_mask, h, -jnp.inf))
+  return LossParts(total, edit_loss, act_loss, mem1, mem2, wrong, min_alpha,
+                   max_h)
+
+
+def init_state(neurons: Neurons, rng: chex.PRNGKey,
+               config: EditConfig) -> EditState:
+  opt_state = make_optimizer(config).init(neurons)
+  return EditState(neurons, opt_state, jnp.asarray(config.lr, jnp.float32),
+                   jnp.zeros((), jnp.int32), rng)
+
+
+def patch_step(state: EditState, tail: Tail, task: EditTask, memory: Memory,
+               config: EditConfig = EditConfig()):
+  """One optimiser step on the new neurons only; returns (state, LossParts).
+
+  The LossParts are those of the parameters *before* the step (what the
+  gradient was taken at). Pure: jit it (config static), vmap it over edits or
+  streams, donate `state`.
+  """
+  rng, r_loss = jax.random.split(state.rng)
+  grad_fn = jax.value_and_grad(
+      lambda n: (lambda p: (p.total, p))(
+          loss_parts(n, tail, task, memory, r_loss, config, train=True)),
+      has_aux=True)
+  (_, parts), grads = grad_fn(state.neurons)
+  updates, opt_state = make_optimizer(config).update(
+      grads, state.opt_state, state.neurons)
+  neurons = jax.tree.map(lambda p, u: p - state.lr * u, state.neurons,
+                         updates)
+  return EditState(neurons, opt_state, state.lr, state.step + 1, rng), parts
+
+
+def _margins_ok(parts: LossParts, config: EditConfig) -> chex.Array:
+  return (parts.max_h < config.beta) & (
+      parts.min_alpha > parts.max_h + config.gamma)
+
+
+def _success(parts: LossParts) -> chex.Array:
+  return ~jnp.any(parts.wrong)
+
+
+def initial_neurons(tail: Tail, task: EditTask, rng: chex.PRNGKey,
+                    config: EditConfig) -> Neurons:
+  """Keys from the edit's queries; values as `config.value_init` says.
+
+  "direction": the effective value starts along -d(edit loss)/d(ffn output) at
+  the neuron's position, with the norm of the FFN's own output there, so the
+  very first step already moves the prediction the right way.
+  """
+  q0 = task.queries[task.neuron_pos]                              # [n, d]
+  if config.value_init != "direction":
+    return patch_lib.init_neurons(q0, rng, value_init=config.value_init,
+                                  amplifier=config.amplifier)
+
+  def edit_loss_of_delta(extra):
+    logits = tail_lib.tail_logits(tail, task.queries,
+                                  task.base_delta + extra, rng)
+    return tail.loss_fn(logits, task.targets, task.target_mask)
+
+  g = jax.grad(edit_loss_of_delta)(jnp.zeros_like(task.queries))[
+      task.neuron_pos]                                            # [n, d]
+  direction = -g / jnp.maximum(jnp.linalg.norm(g, axis=-1, keepdims=True),
+                               1e-12)
+  ffn = tail.ffn
+  ffn_out = (tail.act(q0 @ ffn["fc1"]["kernel"] + ffn["fc1"]["bias"])
+             @ ffn["fc2"]["kernel"] + ffn["fc2"]["bias"])
+  scale = jnp.linalg.norm(ffn_out, axis=-1, keepdims=True)
+  # Divide by act(1): the neuron's initial activation on its own query.
+  scale = scale / tail.act(jnp.ones((), q0.dtype))
+  neurons = patch_lib.init_neurons(q0, rng, value_init="direction",
+                                   value_direction=direction)
+  return neurons._replace(values=neurons.values * scale)
+
+
+class _Plateau(NamedTuple):
+  best: chex.Array
+  bad: chex.Array
+
+
+def _plateau_update(p: _Plateau, lr, metric, config: EditConfig):
+  """torch ReduceLROnPlateau(mode=min, threshold_mode=rel, cooldown=0)."""
+  improved = metric < p.best * (1.0 - config.plateau_threshold)
+  best = jnp.where(improved, metric, p.best)
+  bad = jnp.where(improved, 0, p.bad + 1)
+  cut = bad > config.plateau_patience
+  lr = jnp.where(cut, lr * config.plateau_factor, lr)
+  bad = jnp.where(cut, 0, bad)
+  return _Plateau(best, bad), lr
+
+
+class _Loop(NamedTuple):
+  state: EditState
+  plateau: _Plateau
+  best_val_mem: chex.Array
+  n_success_checks: chex.Array
+  done: chex.Array
+
+
+def edit(tail: Tail, bank: PatchBank, task: EditTask, memory: Memory,
+         val_memory: Memory, rng: chex.PRNGKey, edit_id,
+         config: EditConfig = EditConfig()):
+  """Fix one mistake: train new neurons, merge them into the bank.
+
+  Args:
+    tail: the frozen top of the model (from an adapter).
+    bank: the patch bank so far (frozen during this edit).
+    task: the edit's cached inputs (`make_edit_task`).
+    memory: train memory (queries the neurons must not fire on).
+    val_memory: val memory for the parity stop rule (may equal `memory`).
+    rng: PRNG key.
+    edit_id: int id recorded in the bank for the new neurons.
+    config: static settings (`parity_config()` / `fast_config()`).
+
+  Returns:
+    (bank, EditStats). A failed edit's neurons are merged only if
+    `config.keep_failed` (the reference does); the bank is unchanged otherwise.
+  """
+  r_init, r_loop, r_eval = jax.random.split(rng, 3)
+  neurons = initial_neurons(tail, task, r_init, config)
+  state0 = init_state(neurons, r_loop, config)
+  # Margins checked inside the step are exact only for a deterministic step.
+  check_in_step = config.stop_rule in ("margins", "success") and not (
+      config.noise)
+
+  def eval_parts(n, mem):
+    return loss_parts(n, tail, task, mem, r_eval, config, train=False)
+
+  def stop_now(parts):
+    ok = _success(parts)
+    if config.stop_rule == "margins":
+      ok = ok & _margins_ok(parts, config)
+    return ok
+
+  def body(loop: _Loop) -> _Loop:
+    state = loop.state
+    new_state, parts = patch_step(state, tail, task, memory, config)
+    step = state.step                                # index of this step
+    plateau, best_val, n_ok, done = (loop.plateau, loop.best_val_mem,
+                                     loop.n_success_checks, loop.done)
+    if check_in_step:
+      # parts describe the pre-step parameters: keep them if they pass.
+      done = stop_now(parts) & (step >= config.check_start)
+      new_state = jax.tree.map(lambda a, b: jnp.where(done, a, b), state,
+                               new_state)
+      return _Loop(new_state, plateau, best_val, n_ok, done)
+
+    is_check = ((step + 1) % config.check_every == 0)
+
+    def check(args):
+      plateau, lr, best_val, n_ok = args
+      ev = eval_parts(new_state.neurons, memory)
+      plateau, lr = _plateau_update(plateau, lr, ev.edit, config)
+      ok = _success(ev) & (step >= config.check_start)
+      if config.stop_rule == "val_plateau":
+        vm = eval_parts(new_state.neurons, val_memory)
+        val_mem = vm.mem1 + vm.mem2
+        stop = ok & (n_ok > 0) & ~(val_mem < best_val - config.stop_tolerance)
+        best_val = jnp.where(ok, jnp.minimum(best_val, val_mem), best_val)
+        n_ok = n_ok + ok.astype(jnp.int32)
+      else:
+        stop = ok & (_margins_ok(ev, config) if config.stop_rule == "margins"
+                     else True)
+      return plateau, lr, best_val, n_ok, stop
+
+    def no_check(args):
+      plateau, lr, best_val, n_ok = args
+      return plateau, lr, best_val, n_ok, jnp.zeros((), bool)
+
+    plateau, lr, best_val, n_ok, done = jax.lax.cond(
+        is_check, check, no_check, (plateau, new_state.lr, best_val, n_ok))
+    return _Loop(new_state._replace(lr=lr), plateau, best_val, n_ok, done)
+
+  def cond(loop: _Loop):
+    return (~loop.done) & (loop.state.step < config.max_steps)
+
+  loop0 = _Loop(state0, _Plateau(jnp.asarray(jnp.inf, jnp.float32),
+                                 jnp.zeros((), jnp.int32)),
+                jnp.asarray(jnp.inf, jnp.float32), jnp.zeros((), jnp.int32),
+                jnp.zeros((), bool))
+  loop = jax.lax.while_loop(cond, body, loop0)
+  final = eval_parts(loop.state.neurons, memory)
+  success = _success(final) & jnp.any(task.neuron_mask)
+  keep = success | config.keep_failed
+  new_bank = patch_lib.add_neurons(bank, loop.state.neurons,
+                                   task.neuron_mask & keep, edit_id)
+  stats = EditStats(
+      steps=loop.state.step, success=success, margins_ok=_margins_ok(final, config),
+      loss=final.total, edit_loss=final.edit, act_loss=final.act,
+      mem_loss1=final.mem1, mem_loss2=final.mem2, min_alpha=final.min_alpha,
+      max_memory_h=final.max_h, lr=loop.state.lr,
+      num_neurons=jnp.sum((task.neuron_mask & keep).astype(jnp.int32)))
+  return new_bank, stats

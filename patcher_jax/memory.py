@@ -1,0 +1,89 @@
+"""The memory set: FFN-input queries the new neurons must stay silent on.
+
+Queries live in a preallocated [capacity, d] buffer with a validity mask, so
+appending after every edit never changes a shape inside jit.
+"""
+from typing import NamedTuple
+
+import chex
+import jax.numpy as jnp
+import numpy as np
+
+
+class Memory(NamedTuple):
+  """queries [M, d]; mask [M] bool (valid rows); size [] int32 (rows used)."""
+  queries: chex.Array
+  mask: chex.Array
+  size: chex.Array
+
+
+def init_memory(queries, capacity: int | None = None) -> Memory:
+  """A memory holding `queries` [m, d], with room for `capacity` rows."""
+  queries = jnp.asarray(queries)
+  m, d = queries.shape
+  capacity = max(capacity or m, m, 1)
+  buf = jnp.zeros((capacity, d), queries.dtype).at[:m].set(queries)
+  mask = jnp.arange(capacity) < m
+  return Memory(buf, mask, jnp.asarray(m, jnp.int32))
+
+
+def empty_memory(dim: int, capacity: int = 1, dtype=jnp.float32) -> Memory:
+  return init_memory(jnp.zeros((0, dim), dtype), capacity)
+
+
+def append(memory: Memory, rows: chex.Array, rows_mask: chex.Array) -> Memory:
+  """Append the masked `rows` [r, d] after the used rows (jittable).
+
+  Rows are compacted (valid first) so repeated appends stay contiguous. Rows
+  that do not fit are dropped; grow with `ensure_capacity` outside jit first.
+  """
+  r = rows.shape[0]
+  order = jnp.argsort(~rows_mask, stable=True)   # valid rows first
+  rows, rows_mask = rows[order], rows_mask[order]
+  count = jnp.sum(rows_mask.astype(jnp.int32))
+  idx = memory.size + jnp.arange(r)
+  ok = rows_mask & (idx < memory.queries.shape[0])
+  idx = jnp.where(ok, idx, memory.queries.shape[0])   # out of range: dropped
+  queries = memory.queries.at[idx].set(rows.astype(memory.queries.dtype),
+                                       mode="drop")
+  mask = memory.mask.at[idx].set(True, mode="drop")
+  size = jnp.minimum(memory.size + count, memory.queries.shape[0])
+  return Memory(queries, mask, size)
+
+
+def ensure_capacity(memory: Memory, extra: int) -> Memory:
+  """Grow (outside jit) to the next power of two if `extra` rows won't fit."""
+  size = int(jnp.max(memory.size))
+  cap = memory.queries.shape[-2]
+  if size + extra <= cap:
+    return memory
+  new_cap = cap
+  while size + extra > new_cap:
+    new_cap *= 2
+  pad = new_cap - cap
+  widths = lambda a, axis: [(0, pad) if i == a.ndim + axis else (0, 0)
+                            for i in range(a.ndim)]
+  return Memory(jnp.pad(memory.queries, widths(memory.queries, -2)),
+                jnp.pad(memory.mask, widths(memory.mask, -1)),
+                memory.size)
+
+
+def deduplicate(rows, decimals: int = 6) -> np.ndarray:
+  """Unique rows (numpy, outside jit), in first-seen order."""
+  rows = np.asarray(rows)
+  if rows.shape[0] == 0:
+    return rows
+  _, first = np.unique(np.round(rows, decimals), axis=0, return_index=True)
+  return rows[np.sort(first)]
+
+
+def valid_rows(memory: Memory) -> np.ndarray:
+  """The valid queries as a numpy array (outside jit)."""
+  return np.asarray(memory.queries)[np.asarray(memory.mask)]
+
+
+def pre_activations(memory: Memory, keys, biases):
+  """h [M, n] = x_m . k_i + b_i, and its mask [M, n] (valid rows only)."""
+  h = memory.queries @ keys.T + biases
+  return h, jnp.broadcast_to(memory.mask[:, None], h.shape)
+

@@ -1,0 +1,93 @@
+"""The tail: everything from the patched FFN's input to the model's logits.
+
+BERT's last encoder layer and BART's last decoder layer end the same way
+(post-LayerNorm):   y = LayerNorm(q + dropout(fc2(dropout_a(act(fc1(q)))) + delta))
+where q is the FFN input (also the residual) and delta is what the patch adds.
+The tail is position-wise, so an edit step runs it on the few cached queries that
+matter (BERT: [CLS]; BART: the answer positions), never the layers below.
+
+A `Tail` holds the frozen parameters plus the model-specific head and the
+task-specific loss; the editor calls `tail_logits` and knows nothing else of
+the model. Adapters (`patcher_jax.adapters`) build Tails.
+"""
+from typing import Any, Callable
+
+import chex
+from flax import struct
+import jax
+import jax.numpy as jnp
+
+from patcher_jax import patch as patch_lib
+
+# head(head_params, hidden [..., d], rng, train, dropout_rate) -> logits [..., C]
+HeadFn = Callable[[Any, chex.Array, chex.PRNGKey, bool, float], chex.Array]
+# loss(logits [P, C], targets [P], mask [P]) -> scalar
+LossFn = Callable[[chex.Array, chex.Array, chex.Array], chex.Array]
+# wrong(logits [P, C], targets [P], mask [P]) -> [P] bool, masked positions False
+WrongFn = Callable[[chex.Array, chex.Array, chex.Array], chex.Array]
+
+
+@struct.dataclass
+class Tail:
+  """Frozen top of the network on cached FFN inputs.
+
+  Attributes:
+    ffn: {"fc1": {"kernel", "bias"}, "fc2": {...}, "norm": {"scale", "bias"}}.
+    head: parameters of the head (pooler + classifier, or the LM head).
+    head_fn, loss_fn, wrong_fn: see the type aliases above (static).
+    norm_eps: LayerNorm epsilon of the patched layer.
+    hidden_dropout: dropout on the FFN output (train mode only).
+    activation_dropout: dropout on the FFN activations, patch included.
+    head_dropout: dropout inside the head (BERT's classifier dropout).
+    act: the FFN activation (also the patch's).
+  """
+  ffn: Any
+  head: Any
+  head_fn: HeadFn = struct.field(pytree_node=False)
+  loss_fn: LossFn = struct.field(pytree_node=False)
+  wrong_fn: WrongFn = struct.field(pytree_node=False)
+  norm_eps: float = struct.field(pytree_node=False, default=1e-12)
+  hidden_dropout: float = struct.field(pytree_node=False, default=0.0)
+  activation_dropout: float = struct.field(pytree_node=False, default=0.0)
+  head_dropout: float = struct.field(pytree_node=False, default=0.0)
+  act: Callable = struct.field(pytree_node=False, default=patch_lib.gelu)
+
+
+def dropout(rng: chex.PRNGKey, x: chex.Array, rate: float) -> chex.Array:
+  """Inverted dropout, as flax.linen.Dropout computes it."""
+  if rate <= 0.0:
+    return x
+  keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
+  return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
+def layer_norm(x, scale, bias, eps):
+  """flax.linen.LayerNorm's arithmetic (its default fast variance), so the
+  tail matches the full model to float32 rounding."""
+  mean = jnp.mean(x, axis=-1, keepdims=True)
+  mean2 = jnp.mean(jnp.square(x), axis=-1, keepdims=True)
+  var = jnp.maximum(0.0, mean2 - jnp.square(mean))
+  return (x - mean) * (jax.lax.rsqrt(var + eps) * scale) + bias
+
+
+def ffn_hidden(tail: Tail, q: chex.Array, delta: chex.Array,
+               rng: chex.PRNGKey, train: bool) -> chex.Array:
+  """Output of the patched layer: LN(q + dropout(fc2(act(fc1 q)) + delta))."""
+  p = tail.ffn
+  r_act, r_out = jax.random.split(rng)
+  h = tail.act(q @ p["fc1"]["kernel"] + p["fc1"]["bias"])
+  if train:
+    h = dropout(r_act, h, tail.activation_dropout)
+  out = h @ p["fc2"]["kernel"] + p["fc2"]["bias"] + delta
+  if train:
+    out = dropout(r_out, out, tail.hidden_dropout)
+  return layer_norm(q + out, p["norm"]["scale"], p["norm"]["bias"],
+                    tail.norm_eps)
+
+
+def tail_logits(tail: Tail, q: chex.Array, delta: chex.Array,
+                rng: chex.PRNGKey, train: bool = False) -> chex.Array:
+  """Logits of the patched model from cached queries q [..., d]."""
+  r_ffn, r_head = jax.random.split(rng)
+  hidden = ffn_hidden(tail, q, delta, r_ffn, train)
+  return tail.head_fn(tail.head, hidden, r_head, train, tail.head_dropout)
