@@ -1,0 +1,31 @@
+"""Counts of what a loader read, kept, dropped or repaired: nothing goes unseen."""
+from typing import Mapping, NamedTuple
+
+from absl import logging
+
+
+class LoadReport(NamedTuple):
+  """What happened to one source file.
+
+  `dropped` counts whole records removed by a documented filter (the reference's
+  single-answer zsRE rule, edit records without rephrases). `notes` counts
+  things that were accepted but are worth knowing (blank lines skipped,
+  synthesized ids, duplicate labels merged, ...).
+  """
+  source: str
+  read: int
+  kept: int
+  dropped: Mapping[str, int]
+  notes: Mapping[str, int]
+
+  def summary(self) -> str:
+    parts = [f"{self.source}: read {self.read}, kept {self.kept}"]
+    parts += [f"dropped {n} ({why})" for why, n in sorted(self.dropped.items()) if n]
+    parts += [f"{why}: {n}" for why, n in sorted(self.notes.items()) if n]
+    return "; ".join(parts)
+
+
+def log_reports(reports) -> None:
+  """Logs one line per report (absl INFO), so filters are never silent."""
+  for r in reports:
+    logging.info("data: %s", r.summary())
