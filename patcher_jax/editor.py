@@ -56,6 +56,8 @@ class EditConfig(NamedTuple):
   value_init: str = "reference"   # see patch.init_neurons
   amplifier: float = 10.0
   keep_failed: bool = False       # merge a failed edit's neurons anyway
+  edit_margin: float = 0.0        # "margins" rule: the fix must hold by this
+                                  # much (logit / logit-lead), not just flip
 
 
 def parity_config(**overrides) -> EditConfig:
@@ -70,7 +72,8 @@ def fast_config(**overrides) -> EditConfig:
   """Stop at the first step where the edit and the margins hold."""
   base = EditConfig(copies=1, noise=False, max_steps=1000,
                     stop_rule="margins", check_every=1, check_start=0,
-                    value_init="direction", keep_failed=False)
+                    value_init="direction", keep_failed=False,
+                    edit_margin=0.0)
   return base._replace(**overrides)
 
 
@@ -113,6 +116,7 @@ class LossParts(NamedTuple):
   mem1: chex.Array
   mem2: chex.Array
   wrong: chex.Array        # [B, P] wrong positions (teacher forced)
+  unsure: chex.Array       # [B, P] wrong or right by less than edit_margin
   min_alpha: chex.Array    # smallest edit pre-activation
   max_h: chex.Array        # largest memory pre-activation
 
@@ -148,7 +152,7 @@ def wrong_positions(tail: Tail, bank: PatchBank, queries, targets,
   """[P] positions the patched model gets wrong (teacher forced, eval)."""
   delta = patch_lib.bank_output(bank, queries, tail.act)
   logits = tail_lib.tail_logits(tail, queries, delta, jax.random.PRNGKey(0))
-  return tail.wrong_fn(logits, targets, target_mask)
+  return tail.wrong_fn(logits, targets, target_mask, 0.0)
 
 
 def make_edit_task(tail: Tail, bank: PatchBank, queries, targets, target_mask,
@@ -211,7 +215,10 @@ def loss_parts(neurons: Neurons, tail: Tail, task: EditTask, memory: Memory,
   edit_loss = jnp.mean(jax.vmap(
       lambda lg: tail.loss_fn(lg, task.targets, task.target_mask))(logits))
   wrong = jax.vmap(
-      lambda lg: tail.wrong_fn(lg, task.targets, task.target_mask))(logits)
+      lambda lg: tail.wrong_fn(lg, task.targets, task.target_mask, 0.0))(
+          logits)
+  unsure = jax.vmap(lambda lg: tail.wrong_fn(
+      lg, task.targets, task.target_mask, config.edit_margin))(logits)
 
   # alpha[b, i]: neuron i's pre-activation at its own position on copy b.
   q_at = q[:, task.neuron_pos, :]                                # [B, n, d]
@@ -228,8 +235,8 @@ def loss_parts(neurons: Neurons, tail: Tail, task: EditTask, memory: Memory,
       mem1 + mem2)
   min_alpha = jnp.min(jnp.where(alpha_mask, alpha, jnp.inf))
   max_h = jnp.max(jnp.where(h_mask, h, -jnp.inf))
-  return LossParts(total, edit_loss, act_loss, mem1, mem2, wrong, min_alpha,
-                   max_h)
+  return LossParts(total, edit_loss, act_loss, mem1, mem2, wrong, unsure,
+                   min_alpha, max_h)
 
 
 def init_state(neurons: Neurons, rng: chex.PRNGKey,
@@ -261,8 +268,9 @@ def patch_step(state: EditState, tail: Tail, task: EditTask, memory: Memory,
 
 
 def _margins_ok(parts: LossParts, config: EditConfig) -> chex.Array:
-  return (parts.max_h < config.beta) & (
-      parts.min_alpha > parts.max_h + config.gamma)
+  """The fix holds by edit_margin and the memory-loss margins hold."""
+  return (~jnp.any(parts.unsure) & (parts.max_h < config.beta)
+          & (parts.min_alpha > parts.max_h + config.gamma))
 
 
 def _success(parts: LossParts) -> chex.Array:

@@ -23,8 +23,9 @@ from patcher_jax import patch as patch_lib
 HeadFn = Callable[[Any, chex.Array, chex.PRNGKey, bool, float], chex.Array]
 # loss(logits [P, C], targets [P], mask [P]) -> scalar
 LossFn = Callable[[chex.Array, chex.Array, chex.Array], chex.Array]
-# wrong(logits [P, C], targets [P], mask [P]) -> [P] bool, masked positions False
-WrongFn = Callable[[chex.Array, chex.Array, chex.Array], chex.Array]
+# wrong(logits [P, C], targets [P], mask [P], margin) -> [P] bool; masked
+# positions are never wrong; margin > 0 also flags right-but-unsure positions.
+WrongFn = Callable[[chex.Array, chex.Array, chex.Array, float], chex.Array]
 
 
 @struct.dataclass

@@ -1,0 +1,178 @@
+"""patch_step and edit: jit/vmap equal the plain call; an edit fixes its
+mistake on tiny models in both modes; the plateau rule; neuron selection."""
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import patcher_jax as pj
+from patcher_jax import editor
+from patcher_jax.adapters import bart, bert
+
+
+def _bert_setup(t):
+  logits, q = bert.forward(t.model, t.params, t.input_ids, t.attention_mask)
+  tail = bert.make_tail(t.config, t.params)
+  labels = (logits[:, 0] <= 0).astype(jnp.int32)     # every example wrong
+  targets, mask = bert.targets(labels)
+  memory = pj.init_memory(q[1:], 32)
+  return tail, q, targets, mask, memory, labels
+
+
+def _bert_task(tail, bank, q, targets, mask, i=0):
+  return pj.make_edit_task(tail, bank, q[i:i + 1], targets[i], mask[i],
+                           max_neurons=1)
+
+
+def test_patch_step_jit_and_vmap_equal_plain_call(tiny_bert):
+  tail, q, targets, mask, memory, _ = _bert_setup(tiny_bert)
+  bank = pj.init_bank(8, 32)
+  config = pj.fast_config()
+  tasks = [_bert_task(tail, bank, q, targets, mask, i) for i in range(3)]
+  states = [pj.init_state(editor.initial_neurons(tail, t, jax.random.PRNGKey(i),
+                                                 config),
+                          jax.random.PRNGKey(10 + i), config)
+            for i, t in enumerate(tasks)]
+  plain = [pj.patch_step(s, tail, t, memory, config)
+           for s, t in zip(states, tasks)]
+  step = jax.jit(pj.patch_step, static_argnames="config")
+  jitted = [step(s, tail, t, memory, config=config)
+            for s, t in zip(states, tasks)]
+  chex.assert_trees_all_close(jitted, plain, atol=1e-5, rtol=1e-5)
+
+  stack = lambda xs: jax.tree.map(lambda *a: jnp.stack(a), *xs)
+  vstep = jax.jit(jax.vmap(pj.patch_step, in_axes=(0, None, 0, None, None)),
+                  static_argnums=4)
+  vm = vstep(stack(states), tail, stack(tasks), memory, config)
+  chex.assert_trees_all_close(vm, stack(plain), atol=1e-5, rtol=1e-5)
+  new_state, parts = plain[0]
+  chex.assert_trees_all_equal_shapes(new_state, states[0])
+  chex.assert_shape(parts.wrong, (config.copies, 1))
+  assert int(new_state.step) == 1
+
+
+def test_patch_step_with_donated_state(tiny_bert):
+  tail, q, targets, mask, memory, _ = _bert_setup(tiny_bert)
+  task = _bert_task(tail, pj.init_bank(8, 32), q, targets, mask)
+  config = pj.fast_config()
+  state = pj.init_state(editor.initial_neurons(tail, task, jax.random.PRNGKey(0),
+                                               config),
+                        jax.random.PRNGKey(1), config)
+  # copy: the plain result shares unchanged leaves (lr) with `state`
+  want = jax.tree.map(jnp.copy, pj.patch_step(state, tail, task, memory,
+                                              config))
+  step = jax.jit(pj.patch_step, static_argnames="config", donate_argnums=0)
+  got = step(state, tail, task, memory, config=config)
+  chex.assert_trees_all_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["fast", "parity"])
+def test_edit_fixes_bert_mistake(tiny_bert, mode):
+  t = tiny_bert
+  tail, q, targets, mask, memory, labels = _bert_setup(t)
+  config = (pj.fast_config() if mode == "fast" else pj.parity_config())
+  bank = pj.init_bank(8, 32)
+  noisy = None
+  if config.noise:
+    noisy = bert.noisy_queries(t.model, t.params, t.input_ids[:1],
+                               t.attention_mask[:1], jax.random.PRNGKey(3), 16)
+  task = pj.make_edit_task(tail, bank, q[:1], targets[0], mask[0],
+                           noisy_queries=noisy, max_neurons=1)
+  run = jax.jit(pj.edit, static_argnames="config")
+  new_bank, stats = run(tail, bank, task, memory, memory,
+                        jax.random.PRNGKey(0), 0, config=config)
+  assert bool(stats.success), stats
+  assert int(new_bank.size) == 1 and int(stats.num_neurons) == 1
+  logits, _ = bert.forward(t.model, t.params, t.input_ids, t.attention_mask,
+                           bank=new_bank)
+  assert int(logits[0, 0] > 0) == int(labels[0])
+  if mode == "parity":
+    # the reference's rule: checks at steps 124, 149, ...; >= 2 successes.
+    assert int(stats.steps) >= 150 and (int(stats.steps) % 25 == 0)
+
+
+@pytest.mark.parametrize("mode", ["fast", "parity"])
+def test_edit_fixes_bart_mistake(tiny_bart, mode):
+  t = tiny_bart
+  logits, q = bart.forward(t.model, t.params, *t.batch())
+  tail = bart.make_tail(t.config, t.params)
+  memory = pj.init_memory(q[1:].reshape(-1, 32), 64)
+  config = (pj.fast_config(mem_weight=10.0) if mode == "fast"
+            else pj.parity_config(mem_weight=10.0))
+  bank = pj.init_bank(8, 32)
+  noisy = None
+  if config.noise:
+    ids, am, dec, dm = (a[:1] for a in t.batch())
+    noisy = bart.noisy_queries(t.model, t.params, ids, am, dec, dm,
+                               jax.random.PRNGKey(3), 16)
+  tmask = jnp.ones(5, bool)
+  task = pj.make_edit_task(tail, bank, q[0], t.labels[0], tmask,
+                           noisy_queries=noisy, max_neurons=5)
+  n_wrong = int(jnp.sum(jnp.argmax(logits[0], -1) != t.labels[0]))
+  assert int(task.neuron_mask.sum()) == min(n_wrong, 5) > 0
+  run = jax.jit(pj.edit, static_argnames="config")
+  new_bank, stats = run(tail, bank, task, memory, memory,
+                        jax.random.PRNGKey(0), 0, config=config)
+  assert bool(stats.success), stats
+  got, _ = bart.forward(t.model, t.params, *t.batch(), bank=new_bank)
+  np.testing.assert_array_equal(np.asarray(jnp.argmax(got[0], -1)),
+                                np.asarray(t.labels[0]))
+
+
+def test_edit_does_not_recompile_as_bank_grows(tiny_bert):
+  tail, q, targets, mask, memory, _ = _bert_setup(tiny_bert)
+  traces = []
+
+  def counted(*args, config):
+    traces.append(1)
+    return pj.edit(*args, config=config)
+
+  run = jax.jit(counted, static_argnames="config")
+  config = pj.fast_config(max_steps=50)
+  bank = pj.init_bank(8, 32)
+  for i in range(4):
+    task = _bert_task(tail, bank, q, targets, mask, i)
+    bank, _ = run(tail, bank, task, memory, memory, jax.random.PRNGKey(i), i,
+                  config=config)
+  assert len(traces) == 1
+
+
+def test_failed_edit_is_discarded_unless_kept(tiny_bert):
+  tail, q, targets, mask, memory, _ = _bert_setup(tiny_bert)
+  bank = pj.init_bank(8, 32)
+  task = _bert_task(tail, bank, q, targets, mask)
+  for keep in (False, True):
+    config = pj.fast_config(max_steps=1, keep_failed=keep)
+    new_bank, stats = pj.edit(tail, bank, task, memory, memory,
+                              jax.random.PRNGKey(0), 0, config=config)
+    assert not bool(stats.success)
+    assert int(new_bank.size) == int(keep)
+
+
+def test_neuron_positions_are_first_wrong_positions(tiny_bart):
+  t = tiny_bart
+  logits, q = bart.forward(t.model, t.params, *t.batch())
+  tail = bart.make_tail(t.config, t.params)
+  pred = jnp.argmax(logits[1], -1)
+  # make exactly positions 1 and 3 wrong
+  targets = pred.at[1].set((pred[1] + 1) % 120).at[3].set((pred[3] + 1) % 120)
+  task = pj.make_edit_task(tail, pj.init_bank(4, 32), q[1], targets,
+                           jnp.ones(5, bool), max_neurons=5)
+  assert task.neuron_mask.tolist() == [True, True, False, False, False]
+  assert task.neuron_pos[:2].tolist() == [1, 3]
+  none = pj.make_edit_task(tail, pj.init_bank(4, 32), q[1], pred,
+                           jnp.ones(5, bool), max_neurons=5)
+  assert not bool(none.neuron_mask.any())
+
+
+def test_plateau_rule_matches_torch_semantics():
+  config = pj.EditConfig()
+  p = editor._Plateau(jnp.asarray(jnp.inf), jnp.asarray(0))
+  lr = jnp.asarray(0.01)
+  lrs = []
+  for metric in [1.0, 0.99, 0.98, 0.5, 0.49, 0.48]:
+    p, lr = editor._plateau_update(p, lr, jnp.asarray(metric), config)
+    lrs.append(float(lr))
+  # 0.99 and 0.98 are not 5% better than 1.0: the second bad check halves lr
+  np.testing.assert_allclose(lrs, [0.01, 0.01, 0.005, 0.005, 0.005, 0.0025])
