@@ -1,0 +1,180 @@
+"""Small pieces shared by the two base-model trainers.
+
+Optimiser (AdamW with the usual no-decay set), length buckets (one compiled
+program per bucket), seeded epoch batching, running metrics for the progress
+bar, and the trainable/frozen split of a parameter tree.
+"""
+import time
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import traverse_util
+
+Params = Dict[str, Any]
+
+
+# --------------------------------------------------------------------------
+# Optimiser.
+
+
+def _decay_mask(params: Params) -> Params:
+  """Weight decay on matrices only: not on biases, LayerNorms or embeddings."""
+  flat = traverse_util.flatten_dict(params)
+  return traverse_util.unflatten_dict(
+      {k: (k[-1] == "kernel") for k in flat})
+
+
+def adamw_linear(learning_rate: float, num_steps: int, warmup_steps: int,
+                 weight_decay: float, clip_norm: float = 1.0
+                 ) -> optax.GradientTransformation:
+  """AdamW, linear warm-up then linear decay to 0 at ``num_steps``.
+
+  The reference's recipe (ALGORITHM.md 7.2) at our shorter length.
+  """
+  warmup_steps = max(1, min(warmup_steps, num_steps // 2))
+  schedule = optax.join_schedules([
+      optax.linear_schedule(0.0, learning_rate, warmup_steps),
+      optax.linear_schedule(learning_rate, 0.0,
+                            max(1, num_steps - warmup_steps)),
+  ], [warmup_steps])
+  return optax.chain(
+      optax.clip_by_global_norm(clip_norm),
+      optax.adamw(schedule, weight_decay=weight_decay, mask=_decay_mask))
+
+
+# --------------------------------------------------------------------------
+# Trainable / frozen split.
+
+
+def split_params(params: Params, is_trainable: Callable[[Tuple[str, ...]], bool]
+                 ) -> Tuple[Params, Params]:
+  """(trainable, frozen) sub-trees of ``params`` by a predicate on key paths."""
+  flat = traverse_util.flatten_dict(params)
+  train = {k: v for k, v in flat.items() if is_trainable(k)}
+  frozen = {k: v for k, v in flat.items() if not is_trainable(k)}
+  return (traverse_util.unflatten_dict(train),
+          traverse_util.unflatten_dict(frozen))
+
+
+def merge_params(a: Params, b: Params) -> Params:
+  """The union of two disjoint sub-trees."""
+  flat = dict(traverse_util.flatten_dict(a))
+  flat.update(traverse_util.flatten_dict(b))
+  return traverse_util.unflatten_dict(flat)
+
+
+def count_params(tree: Params) -> int:
+  return int(sum(np.size(x) for x in jax.tree.leaves(tree)))
+
+
+# --------------------------------------------------------------------------
+# Lengths and batches.
+
+
+def round_up(n: int, multiple: int) -> int:
+  return int(-(-n // multiple) * multiple)
+
+
+def bucket_lengths(lengths: np.ndarray, multiple: int, cap: int) -> np.ndarray:
+  """Per-example padded length: rounded up to ``multiple``, at most ``cap``."""
+  return np.minimum(cap, np.maximum(multiple,
+                                    -(-np.asarray(lengths) // multiple)
+                                    * multiple)).astype(np.int64)
+
+
+class Batch(NamedTuple):
+  """Indices of one batch, all of one bucket length; -1 marks padding rows."""
+  length: int
+  index: np.ndarray
+
+
+def epoch_batches(buckets: np.ndarray, batch_size: int,
+                  rng: np.random.Generator) -> List[Batch]:
+  """One shuffled pass: batches never mix buckets; the last batch of a bucket
+  is filled with -1 so every batch has the same shape."""
+  batches = []
+  for length in np.unique(buckets):
+    idx = np.flatnonzero(buckets == length)
+    rng.shuffle(idx)
+    n_full = -(-len(idx) // batch_size) * batch_size
+    idx = np.concatenate([idx, -np.ones(n_full - len(idx), np.int64)])
+    batches += [Batch(int(length), b) for b in idx.reshape(-1, batch_size)]
+  order = rng.permutation(len(batches))
+  return [batches[i] for i in order]
+
+
+def eval_batches(buckets: np.ndarray, batch_size: int) -> Iterator[Batch]:
+  """Deterministic batches for evaluation (bucket by bucket)."""
+  for length in np.unique(buckets):
+    idx = np.flatnonzero(buckets == length)
+    for s in range(0, len(idx), batch_size):
+      b = idx[s:s + batch_size]
+      yield Batch(int(length), np.concatenate(
+          [b, -np.ones(batch_size - len(b), np.int64)]))
+
+
+def take_rows(x: np.ndarray, index: np.ndarray, length: int = None
+              ) -> np.ndarray:
+  """Rows ``index`` of ``x`` (zeros where index == -1), cut to ``length``."""
+  out = x[np.maximum(index, 0)]
+  if length is not None:
+    out = out[:, :length]
+  return np.where((index >= 0).reshape((-1,) + (1,) * (out.ndim - 1)), out,
+                  np.zeros_like(out))
+
+
+def steps_for(num_examples: int, batch_size: int, epochs: float) -> int:
+  return max(1, int(round(epochs * num_examples / batch_size)))
+
+
+# --------------------------------------------------------------------------
+# Metrics and time.
+
+
+class Running:
+  """Exponential moving averages for the progress bar."""
+
+  def __init__(self, decay: float = 0.98):
+    self.decay, self.values = decay, {}
+
+  def update(self, **metrics: float) -> Dict[str, float]:
+    for k, v in metrics.items():
+      old = self.values.get(k)
+      self.values[k] = float(v) if old is None else (
+          self.decay * old + (1 - self.decay) * float(v))
+    return self.values
+
+
+class Stopwatch:
+  """Wall-clock seconds since construction."""
+
+  def __init__(self):
+    self.start = time.perf_counter()
+
+  def __call__(self) -> float:
+    return time.perf_counter() - self.start
+
+
+def to_device(tree):
+  """A device copy (never aliasing the caller's arrays, so safe to donate)."""
+  return jax.tree.map(lambda x: jnp.array(x, copy=True), tree)
+
+
+def to_numpy(tree):
+  return jax.tree.map(np.asarray, tree)
+
+
+def progress(total: int, desc: str, disable: bool = False):
+  from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
+  return tqdm(total=total, desc=desc, disable=disable, dynamic_ncols=True,
+              mininterval=1.0)
+
+
+def unique_texts(texts: Sequence[str]) -> Tuple[List[str], np.ndarray]:
+  """Distinct texts and, per input, the index of its distinct text."""
+  uniq, inverse = np.unique(np.asarray(list(texts), dtype=object),
+                            return_inverse=True)
+  return list(uniq), inverse
