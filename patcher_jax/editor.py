@@ -13,7 +13,7 @@ Two stop rules:
     margins the memory loss asks for already hold: every memory
     pre-activation < beta and every edit pre-activation > max memory + gamma.
 """
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import chex
 import jax
@@ -24,6 +24,7 @@ from patcher_jax import losses
 from patcher_jax import memory as memory_lib
 from patcher_jax import patch as patch_lib
 from patcher_jax import tail as tail_lib
+from patcher_jax.fullpath import FullModel
 from patcher_jax.memory import Memory
 from patcher_jax.patch import Neurons, PatchBank
 from patcher_jax.tail import Tail
@@ -197,21 +198,41 @@ def _copies(task: EditTask, config: EditConfig, rng, train: bool):
   return q, d
 
 
-def loss_parts(neurons: Neurons, tail: Tail, task: EditTask, memory: Memory,
-               rng: chex.PRNGKey, config: EditConfig,
-               train: bool = True) -> LossParts:
-  """l_e + alc * l_a + mlc * (l_m1 + l_m2) of the new neurons, and margins."""
+def _forward(neurons: Neurons, tail: Tail, task: EditTask, rng, config,
+             train: bool, full: Optional[FullModel]):
+  """(logits [B, P, C], queries [B, P, d]) of B copies with the new neurons."""
   r_copy, r_tail, r_act = jax.random.split(rng, 3)
   noisy = train and config.noise
+
+  def new_neurons_delta(q):
+    act = tail.act(patch_lib.pre_activations(neurons.keys, neurons.biases, q))
+    act = jnp.where(task.neuron_mask, act, 0.0)
+    if noisy:
+      act = tail_lib.dropout(r_act, act, tail.activation_dropout)
+    return act @ neurons.effective_values()
+
+  if full is not None:
+    delta_fn = lambda q: (patch_lib.bank_output(full.bank, q, tail.act)
+                          + new_neurons_delta(q))
+    return full.forward_fn(full.model, full.params, full.inputs, delta_fn,
+                           r_tail, noisy, config.copies)
   q, base_delta = _copies(task, config, r_copy, train)          # [B, P, d]
-  act = tail.act(patch_lib.pre_activations(neurons.keys, neurons.biases, q))
-  act = jnp.where(task.neuron_mask, act, 0.0)                    # [B, P, n]
-  if noisy:
-    act = tail_lib.dropout(r_act, act, tail.activation_dropout)
-  delta = base_delta + act @ neurons.effective_values()
+  delta = base_delta + new_neurons_delta(q)
   logits = jax.vmap(
       lambda qq, dd, r: tail_lib.tail_logits(tail, qq, dd, r, noisy))(
           q, delta, jax.random.split(r_tail, q.shape[0]))
+  return logits, q
+
+
+def loss_parts(neurons: Neurons, tail: Tail, task: EditTask, memory: Memory,
+               rng: chex.PRNGKey, config: EditConfig, train: bool = True,
+               full: Optional[FullModel] = None) -> LossParts:
+  """l_e + alc * l_a + mlc * (l_m1 + l_m2) of the new neurons, and margins.
+
+  With `full`, the logits and queries come from the whole model (the
+  reference's way) instead of the cached tail; everything else is shared.
+  """
+  logits, q = _forward(neurons, tail, task, rng, config, train, full)
   edit_loss = jnp.mean(jax.vmap(
       lambda lg: tail.loss_fn(lg, task.targets, task.target_mask))(logits))
   wrong = jax.vmap(
@@ -247,17 +268,19 @@ def init_state(neurons: Neurons, rng: chex.PRNGKey,
 
 
 def patch_step(state: EditState, tail: Tail, task: EditTask, memory: Memory,
-               config: EditConfig = EditConfig()):
+               config: EditConfig = EditConfig(),
+               full: Optional[FullModel] = None):
   """One optimiser step on the new neurons only; returns (state, LossParts).
 
   The LossParts are those of the parameters *before* the step (what the
   gradient was taken at). Pure: jit it (config static), vmap it over edits or
-  streams, donate `state`.
+  streams, donate `state`. `full` switches to the full-model path.
   """
   rng, r_loss = jax.random.split(state.rng)
   grad_fn = jax.value_and_grad(
       lambda n: (lambda p: (p.total, p))(
-          loss_parts(n, tail, task, memory, r_loss, config, train=True)),
+          loss_parts(n, tail, task, memory, r_loss, config, train=True,
+                     full=full)),
       has_aux=True)
   (_, parts), grads = grad_fn(state.neurons)
   updates, opt_state = make_optimizer(config).update(
@@ -336,7 +359,7 @@ class _Loop(NamedTuple):
 
 def edit(tail: Tail, bank: PatchBank, task: EditTask, memory: Memory,
          val_memory: Memory, rng: chex.PRNGKey, edit_id,
-         config: EditConfig = EditConfig()):
+         config: EditConfig = EditConfig(), full: Optional[FullModel] = None):
   """Fix one mistake: train new neurons, merge them into the bank.
 
   Args:
@@ -348,6 +371,8 @@ def edit(tail: Tail, bank: PatchBank, task: EditTask, memory: Memory,
     rng: PRNG key.
     edit_id: int id recorded in the bank for the new neurons.
     config: static settings (`parity_config()` / `fast_config()`).
+    full: run the whole model at every step instead of the cached tail (the
+      reference's cost; for benchmarks and equivalence tests).
 
   Returns:
     (bank, EditStats). A failed edit's neurons are merged only if
@@ -361,7 +386,8 @@ def edit(tail: Tail, bank: PatchBank, task: EditTask, memory: Memory,
       config.noise)
 
   def eval_parts(n, mem):
-    return loss_parts(n, tail, task, mem, r_eval, config, train=False)
+    return loss_parts(n, tail, task, mem, r_eval, config, train=False,
+                      full=full)
 
   def stop_now(parts):
     ok = _success(parts)
@@ -371,7 +397,7 @@ def edit(tail: Tail, bank: PatchBank, task: EditTask, memory: Memory,
 
   def body(loop: _Loop) -> _Loop:
     state = loop.state
-    new_state, parts = patch_step(state, tail, task, memory, config)
+    new_state, parts = patch_step(state, tail, task, memory, config, full)
     step = state.step                                # index of this step
     plateau, best_val, n_ok, done = (loop.plateau, loop.best_val_mem,
                                      loop.n_success_checks, loop.done)

@@ -176,3 +176,25 @@ def test_plateau_rule_matches_torch_semantics():
     lrs.append(float(lr))
   # 0.99 and 0.98 are not 5% better than 1.0: the second bad check halves lr
   np.testing.assert_allclose(lrs, [0.01, 0.01, 0.005, 0.005, 0.005, 0.0025])
+
+
+def test_full_model_path_gives_the_same_patch(tiny_bart):
+  """Cached tail and whole-model path: same steps, same neurons (fast mode)."""
+  t = tiny_bart
+  _, q = bart.forward(t.model, t.params, *t.batch())
+  tail = bart.make_tail(t.config, t.params)
+  memory = pj.init_memory(q[1:].reshape(-1, 32), 64)
+  config = pj.fast_config(mem_weight=10.0)
+  bank = pj.init_bank(8, 32)
+  task = pj.make_edit_task(tail, bank, q[0], t.labels[0], jnp.ones(5, bool),
+                           max_neurons=5)
+  full = bart.full_model(t.model, t.params, bank, *(a[:1] for a in t.batch()))
+  run = jax.jit(pj.edit, static_argnames="config")
+  cached_bank, cached = run(tail, bank, task, memory, memory,
+                            jax.random.PRNGKey(0), 0, config=config)
+  full_bank, full_stats = run(tail, bank, task, memory, memory,
+                              jax.random.PRNGKey(0), 0, config=config,
+                              full=full)
+  assert bool(cached.success) and bool(full_stats.success)
+  assert int(cached.steps) == int(full_stats.steps)
+  chex.assert_trees_all_close(cached_bank, full_bank, atol=2e-3, rtol=1e-3)

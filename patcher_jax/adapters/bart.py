@@ -11,6 +11,7 @@ from patcher_jax import objectives
 from patcher_jax import patch as patch_lib
 from patcher_jax import tail as tail_lib
 from patcher_jax.adapters.intercept import FFNSite, run_with_patch
+from patcher_jax.fullpath import FullModel
 
 BART_NORM_EPS = 1e-5  # hard-coded in transformers' FlaxBartDecoderLayer
 
@@ -89,3 +90,23 @@ def noisy_queries(model, params, input_ids, attention_mask, decoder_input_ids,
   return queries(model, params, rep(input_ids), rep(attention_mask),
                  rep(decoder_input_ids), rep(decoder_attention_mask),
                  train=True, rng=rng)
+
+
+def _full_forward(model, params, inputs, delta_fn, rng, train, copies):
+  """Whole-model forward of `copies` copies: logits [B, T, V], q [B, T, d]."""
+  ids, mask, dec, dec_mask = (jnp.repeat(a, copies, axis=0) for a in inputs)
+  out, captured = run_with_patch(
+      lambda: model(ids, mask, decoder_input_ids=dec,
+                    decoder_attention_mask=dec_mask, params=params,
+                    train=train, dropout_rng=rng),
+      site(model.config), delta_fn)
+  return out.logits, captured[0]
+
+
+def full_model(model, params, bank, input_ids, attention_mask,
+               decoder_input_ids, decoder_attention_mask) -> FullModel:
+  """The reference's per-step cost for one example ([1, ...] inputs)."""
+  return FullModel(params=params, bank=bank,
+                   inputs=(input_ids, attention_mask, decoder_input_ids,
+                           decoder_attention_mask),
+                   model=model, forward_fn=_full_forward)

@@ -11,6 +11,7 @@ from patcher_jax import objectives
 from patcher_jax import patch as patch_lib
 from patcher_jax import tail as tail_lib
 from patcher_jax.adapters.intercept import FFNSite, run_with_patch
+from patcher_jax.fullpath import FullModel
 
 
 def last_layer(config) -> str:
@@ -95,3 +96,19 @@ def targets(labels):
   labels = jnp.asarray(labels, jnp.int32)
   return labels[:, None], jnp.ones(labels.shape + (1,), bool)
 
+
+
+def _full_forward(model, params, inputs, delta_fn, rng, train, copies):
+  """Whole-model forward of `copies` copies: logits [B, 1, C], q [B, 1, d]."""
+  ids, mask = (jnp.repeat(a, copies, axis=0) for a in inputs)
+  out, captured = run_with_patch(
+      lambda: model(ids, mask, params=params, train=train, dropout_rng=rng),
+      site(model.config), delta_fn)
+  return out.logits[:, None, :], captured[0][:, :1, :]
+
+
+def full_model(model, params, bank, input_ids, attention_mask) -> FullModel:
+  """The reference's per-step cost for one example ([1, T] inputs)."""
+  return FullModel(params=params, bank=bank,
+                   inputs=(input_ids, attention_mask), model=model,
+                   forward_fn=_full_forward)
