@@ -19,3 +19,5 @@ from patcher_jax.data.mend import MendFile, MendItem, read_mend_json, write_mend
 from patcher_jax.data.records import Benchmark, FEVER_LABELS, Record, fever_label
 from patcher_jax.data.report import LoadReport
 from patcher_jax.data.split import REFERENCE_RATIOS, split_raw_file
+from patcher_jax.data.views import (held_out_count, held_out_rephrases,
+                                    trainable_rephrases)

@@ -1,0 +1,1 @@
+"""The embedded default benchmark: geography facts that ship in packages."""
