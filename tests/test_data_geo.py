@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from patcher_jax.data import (FEVER_LABELS, DataError, Record, check_lengths,
+from patcher_jax.data import (FEVER_LABELS, Record, check_lengths,
                               export_benchmark, held_out_rephrases,
                               load_benchmark, load_benchmark_and_report,
                               read_mend_json, trainable_rephrases,
@@ -45,6 +45,17 @@ def test_full_edit_split_is_big_enough_for_1000_mistakes():
   for task in ("zsre", "fever"):
     stats = generate.split_stats(task, "full")
     assert all(stats[s]["relations"] == len(templates.RELATIONS) for s in SPLITS)
+
+
+def test_allocate_scales_a_scarce_relation_in_every_split():
+  w = {"x": 1.0, "y": 1.0}
+  counts = generate.allocate({"a": 10, "b": 10}, {"x": 3, "y": 100},
+                             {"a": w, "b": w})
+  assert sum(counts["a"].values()) == sum(counts["b"].values()) == 10
+  assert counts["a"]["x"] + counts["b"]["x"] == 3      # all of x, no more
+  assert min(counts["a"]["x"], counts["b"]["x"]) >= 1  # and in both splits
+  with pytest.raises(ValueError, match="not enough facts"):
+    generate.allocate({"a": 10}, {"x": 3, "y": 4}, {"a": w})
 
 
 def test_low_cardinality_relations_are_rare_edits():

@@ -11,7 +11,7 @@ from patcher_jax.data import filters, kilt
 from patcher_jax.data.errors import DataError
 from patcher_jax.data.lengths import check_lengths
 from patcher_jax.data.records import Benchmark
-from patcher_jax.data.report import LoadReport, log_reports
+from patcher_jax.data.report import LoadReport
 
 SPLITS = filters.SPLITS
 
@@ -78,7 +78,6 @@ def load_benchmark_dir(task: str, data_dir: str, *, tokenizer=None,
         warnings.append(f"{shared} ids appear in both {a} and {b}")
   report = BenchmarkReport(task=task, source=data_dir, splits=reports,
                            warnings=tuple(warnings))
-  log_reports(reports[s] for s in SPLITS)
   return Benchmark(**splits), report
 
 

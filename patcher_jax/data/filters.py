@@ -6,10 +6,8 @@
   (generality needs equivalent inputs; `fever_dataloader.py`).
 """
 import collections
-from typing import Sequence, Tuple
 
 from patcher_jax.data.kilt import KiltFile, check_task
-from patcher_jax.data.report import LoadReport
 
 SPLITS = ("train", "val", "edit", "test")
 MULTI_ANSWER = "zsRE record without exactly one answer"

@@ -181,17 +181,3 @@ def write_kilt_jsonl(records: Iterable[Record], path: str) -> int:
       f.write("\n")
       n += 1
   return n
-
-
-def records_from_json(objs: Iterable[dict], task: str,
-                      source: str = "<memory>") -> Tuple[Record, ...]:
-  """Validates already-decoded KILT objects (e.g. from a tfds example)."""
-  out = []
-  notes = collections.Counter()
-  for i, obj in enumerate(objs):
-    def fail(problem, i=i):
-      raise DataError(source, problem, record=i)
-    out.append(parse_record(obj, task, default_id=f"{source}:{i}", fail=fail,
-                            notes=notes))
-  return tuple(out)
-

@@ -6,7 +6,7 @@ file, the line (or record index) and the record id, unless the caller opts in
 to truncation (then the texts are only counted, and the model's tokenizer cuts
 them as the reference does).
 """
-from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 from absl import logging
 

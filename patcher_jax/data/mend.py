@@ -9,7 +9,7 @@ is "<file stem>:<index>". Bad records raise DataError naming the record index.
 import collections
 import json
 import os
-from typing import Iterable, NamedTuple, Optional, Sequence, Tuple
+from typing import Iterable, NamedTuple, Optional, Tuple
 
 from patcher_jax.data.errors import DataError
 from patcher_jax.data.records import Record

@@ -1,8 +1,6 @@
 """Counts of what a loader read, kept, dropped or repaired: nothing goes unseen."""
 from typing import Mapping, NamedTuple
 
-from absl import logging
-
 
 class LoadReport(NamedTuple):
   """What happened to one source file.
@@ -24,8 +22,3 @@ class LoadReport(NamedTuple):
     parts += [f"{why}: {n}" for why, n in sorted(self.notes.items()) if n]
     return "; ".join(parts)
 
-
-def log_reports(reports) -> None:
-  """Logs one line per report (absl INFO), so filters are never silent."""
-  for r in reports:
-    logging.info("data: %s", r.summary())

@@ -14,7 +14,7 @@ import json
 import os
 import random
 import shutil
-from typing import Dict, NamedTuple, Optional, Tuple
+from typing import Dict, NamedTuple, Optional
 
 from patcher_jax.data import kilt
 

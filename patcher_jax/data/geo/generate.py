@@ -203,7 +203,7 @@ def fever_records(gf: GeoFact, negative: str) -> Tuple[Record, Record]:
 
 class GeoSplits(NamedTuple):
   facts: Dict[str, List[GeoFact]]
-  negatives: Dict[str, str]          # zsRE/FEVER record id stem -> negative
+  negatives: Dict[str, str]          # "<relation>:<row>" -> hard negative
 
 
 @functools.lru_cache(maxsize=8)
@@ -268,7 +268,9 @@ def geo_benchmark_and_report(task: str, scale: str = "full", seed: int = 0
 def geo_mend_items(scale: str = "full", seed: int = 0, split: str = "edit"
                    ) -> Tuple[MendItem, ...]:
   """A zsRE split in MEND's shape: `alt` is the fact's hard negative (a
-  counterfactual target), `loc`/`loc_ans` an unrelated train question."""
+  counterfactual target), `rephrase` the first held-out wording, `loc` /
+  `loc_ans` an unrelated train question and its answer."""
+  from patcher_jax.data.views import held_out_rephrases
   bench, geo = _geo("zsre", scale, seed)
   rng = random.Random(f"{seed}/mend/{split}")
   by_id = {record_id("zsre", gf): gf for gf in geo.facts[split]}
@@ -276,6 +278,7 @@ def geo_mend_items(scale: str = "full", seed: int = 0, split: str = "edit"
   for rec in getattr(bench, split):
     gf = by_id[rec.id]
     loc = bench.train[rng.randrange(len(bench.train))]
+    rec = rec._replace(rephrases=held_out_rephrases(rec))
     items.append(MendItem(rec, geo.negatives[f"{gf.fact.relation}:{gf.row}"],
                           loc.input, loc.answers[0]))
   return tuple(items)
