@@ -82,3 +82,19 @@ def test_export_then_load_round_trips(tmp_path):
   bench = load_benchmark("zsre", data_dir=os.path.join(FIXTURES, "zsre"))
   export_benchmark(bench, str(tmp_path / "out"))
   assert load_benchmark("zsre", data_dir=str(tmp_path / "out")) == bench
+
+
+def test_zsre_split_may_be_mend_json(tmp_path):
+  shutil.copytree(os.path.join(FIXTURES, "zsre"), tmp_path / "z")
+  os.remove(tmp_path / "z" / "edit.jsonl")
+  shutil.copy(os.path.join(FIXTURES, "zsre_mend_eval.json"),
+              tmp_path / "z" / "edit.json")
+  bench, report = load_benchmark_and_report("zsre", data_dir=str(tmp_path / "z"))
+  assert [r.id for r in bench.edit] == ["edit:0", "edit:1"]
+  assert bench.edit[1].rephrases == ("What family are Ramalinaceae?",)
+  assert report.splits["edit"].kept == 2
+  # Too long: named by the record's index in the JSON list.
+  with pytest.raises(DataError, match=r"edit\.json record 1: input of record 'edit:1'"):
+    load_benchmark("zsre", data_dir=str(tmp_path / "z"), max_len=32,
+                   tokenizer=lambda ts: [99 if "Ramalinaceae belong" in t else 9
+                                         for t in ts])

@@ -2,12 +2,14 @@
 
 This is what `run.py --data_dir=DIR` reads (KILT / Transformer-Patcher jsonl,
 see kilt.py). The reference's own file names are accepted too:
-`<task>-train.jsonl`, ..., and `<task>-dev-kilt.jsonl` for the test split.
+`<task>-train.jsonl`, ..., and `<task>-dev-kilt.jsonl` for the test split. For
+zsRE a split may instead be MEND-format json (`<split>.json`, see mend.py; its
+gold `answers` are the targets).
 """
 import os
 from typing import Dict, NamedTuple, Optional, Tuple
 
-from patcher_jax.data import filters, kilt
+from patcher_jax.data import filters, kilt, mend
 from patcher_jax.data.errors import DataError
 from patcher_jax.data.lengths import check_lengths
 from patcher_jax.data.records import Benchmark
@@ -31,10 +33,13 @@ class BenchmarkReport(NamedTuple):
 
 
 def split_path(data_dir: str, task: str, split: str) -> str:
-  """The file for `split`: `<split>.jsonl`, else the reference's name."""
+  """The file for `split`: `<split>.jsonl`, else the reference's name (or,
+  for zsRE, a MEND-format `<split>.json`)."""
   names = [f"{split}.jsonl", f"{task}-{split}.jsonl"]
   if split == "test":
     names.append(f"{task}-dev-kilt.jsonl")
+  if task == "zsre":
+    names.append(f"{split}.json")
   for name in names:
     path = os.path.join(data_dir, name)
     if os.path.exists(path):
@@ -43,6 +48,12 @@ def split_path(data_dir: str, task: str, split: str) -> str:
                   f"file not found; a benchmark directory holds "
                   f"{', '.join(s + '.jsonl' for s in SPLITS)} (also accepted: "
                   f"{' or '.join(names[1:])})")
+
+
+def read_mend_as_kilt(path: str) -> kilt.KiltFile:
+  """A MEND json file as a KiltFile; `lines` holds record indices."""
+  mf = mend.read_mend_json(path)
+  return kilt.KiltFile(mf.records(), tuple(range(len(mf.items))), mf.report)
 
 
 def load_benchmark_dir(task: str, data_dir: str, *, tokenizer=None,
@@ -59,13 +70,17 @@ def load_benchmark_dir(task: str, data_dir: str, *, tokenizer=None,
   splits, reports, ids = {}, {}, {}
   for split in SPLITS:
     path = split_path(data_dir, task, split)
-    kf = filters.reference_filter(kilt.read_kilt_jsonl(path, task), task, split)
+    is_mend = path.endswith(".json")
+    kf = filters.reference_filter(read_mend_as_kilt(path) if is_mend
+                                  else kilt.read_kilt_jsonl(path, task),
+                                  task, split)
     if not kf.records:
       raise DataError(path, f"no records left after the reference filters "
                       f"({kf.report.summary()})")
     if tokenizer is not None and max_len is not None:
+      where = {"indices" if is_mend else "lines": kf.lines}
       check_lengths(kf.records, tokenizer, max_len, truncate=truncate,
-                    source=path, lines=kf.lines)
+                    source=path, **where)
     splits[split] = kf.records
     reports[split] = kf.report
     ids[split] = {r.id for r in kf.records}

@@ -39,6 +39,7 @@ def token_lengths(tokenizer, texts: Sequence[str]) -> List[int]:
 def check_lengths(records: Sequence[Record], tokenizer, max_len: int, *,
                   truncate: bool = False, source: str = "<records>",
                   lines: Optional[Sequence[int]] = None,
+                  indices: Optional[Sequence[int]] = None,
                   fields: Tuple[str, ...] = ("input", "rephrases"),
                   ) -> LengthReport:
   """Raises DataError on the first text longer than `max_len` tokens.
@@ -49,8 +50,9 @@ def check_lengths(records: Sequence[Record], tokenizer, max_len: int, *,
     max_len: the model's maximum length in tokens, special tokens included.
     truncate: if True, over-long texts are counted and logged, not an error.
     source: the file the records came from (named in the error).
-    lines: the 1-based line of each record in `source`, if known; otherwise
-      the error names the record index.
+    lines: the 1-based line of each record in `source`, if known.
+    indices: else, each record's index in `source` (for JSON-list files);
+      with neither, the error names the record's position in `records`.
     fields: which texts to check: "input", "rephrases" and/or "answers".
   """
   for f in fields:
@@ -75,7 +77,10 @@ def check_lengths(records: Sequence[Record], tokenizer, max_len: int, *,
     if n <= max_len:
       continue
     if not truncate:
-      where = {"line": lines[i]} if lines is not None else {"record": i}
+      if lines is not None:
+        where = {"line": lines[i]}
+      else:
+        where = {"record": indices[i] if indices is not None else i}
       raise DataError(
           source,
           f"{what} of record {records[i].id!r} is {n} tokens, longer than the "
