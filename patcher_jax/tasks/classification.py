@@ -1,0 +1,117 @@
+"""Fact checking (FEVER-style) on a BERT classifier, as an editing runtime.
+
+Everything the stream needs is computed once with the frozen base model: the
+[CLS] queries of the edit stream, its rephrases, the train subset, the test
+split and the memory sets. After that every check, post-edit evaluation and
+retention metric is a small matmul through the patch bank plus the tail.
+"""
+from typing import Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from patcher_jax import editor
+from patcher_jax import patch as patch_lib
+from patcher_jax import tail as tail_lib
+from patcher_jax.adapters import bert
+from patcher_jax.data import Record, fever_label
+from patcher_jax.tasks import common
+
+
+class ClassificationRuntime:
+  """Cached queries and evaluation for one classifier and one benchmark."""
+
+  max_neurons = 1
+
+  def __init__(self, model, params, tokenizer, stream: Sequence[Record],
+               train_sub: Sequence[Record], test: Sequence[Record],
+               memory: Sequence[Record], val: Sequence[Record], *,
+               max_len: int = 32, batch_size: int = 128, log=print):
+    self.model, self.params, self.tokenizer = model, params, tokenizer
+    self.tail = bert.make_tail(model.config, params)
+    self.max_len = max_len
+    self.stream = list(stream)
+    encode = lambda texts, what: common.batched_queries(
+        self._query_fn, self._tokenize, texts, batch_size, what, log)
+    self.q_stream = encode([r.input for r in stream], "edit stream")
+    self.y_stream = np.array([fever_label(r) for r in stream], np.int32)
+    reph, self.reph_offsets = common.flatten_rephrases(stream)
+    self.q_reph = encode(reph, "rephrases")
+    self.q_train = encode([r.input for r in train_sub], "train subset")
+    self.y_train = np.array([fever_label(r) for r in train_sub], np.int32)
+    self.q_test = encode([r.input for r in test], "test split")
+    self.y_test = np.array([fever_label(r) for r in test], np.int32)
+    self.memory0 = encode([r.input for r in memory], "memory")
+    self.val_memory0 = encode([r.input for r in val], "val memory")
+    self.dim = self.q_stream.shape[-1]
+    self._logits = jax.jit(_patched_logits)
+
+  # -- model access ---------------------------------------------------------
+
+  def _tokenize(self, texts):
+    enc = self.tokenizer(list(texts), padding="longest", truncation=True,
+                         max_length=self.max_len, return_tensors="np")
+    return enc["input_ids"].astype(np.int32), enc["attention_mask"].astype(
+        np.int32)
+
+  def _query_fn(self, ids, mask):
+    return _queries_jit(self.model, self.params, ids, mask)
+
+  # -- what the stream asks -------------------------------------------------
+
+  def correct(self, bank, q, labels) -> np.ndarray:
+    """Predictions of the patched model on cached queries == labels."""
+    logits = common.chunked(lambda x: self._logits(self.tail, bank, x), q)
+    return (logits[:, 0] > 0) == (np.asarray(labels) == 1)
+
+  def mistakes(self, bank, idxs) -> np.ndarray:
+    return ~self.correct(bank, self.q_stream[idxs], self.y_stream[idxs])
+
+  def edit_task(self, bank, i: int, rng, noise_samples: int = 0):
+    """The cached inputs of editing stream record i (None: nothing to fix)."""
+    noisy = None
+    if noise_samples:
+      ids, mask = self._tokenize([self.stream[i].input])
+      noisy = bert.noisy_queries(self.model, self.params, jnp.asarray(ids),
+                                 jnp.asarray(mask), rng, noise_samples)
+    task = editor.make_edit_task(
+        self.tail, bank, self.q_stream[i:i + 1],
+        self.y_stream[i:i + 1], np.ones(1, bool), noisy_queries=noisy,
+        max_neurons=self.max_neurons)
+    return task if bool(task.neuron_mask.any()) else None
+
+  def after_edit(self, bank, i: int):
+    """(edit correct now, rephrases correct, rephrases total)."""
+    ok = bool(self.correct(bank, self.q_stream[i:i + 1],
+                           self.y_stream[i:i + 1])[0])
+    lo, hi = self.reph_offsets[i], self.reph_offsets[i + 1]
+    if hi == lo:
+      return ok, 0, 0
+    labels = np.full(hi - lo, self.y_stream[i], np.int32)
+    right = self.correct(bank, self.q_reph[lo:hi], labels)
+    return ok, int(right.sum()), int(hi - lo)
+
+  def memory_rows(self, i: int) -> np.ndarray:
+    """The queries an edit adds to memory: its [CLS] query."""
+    return self.q_stream[i:i + 1]
+
+  def accuracy(self, bank, split: str) -> float:
+    q, y = {"train": (self.q_train, self.y_train),
+            "test": (self.q_test, self.y_test)}[split]
+    return float(np.mean(self.correct(bank, q, y))) if len(y) else float("nan")
+
+  def stream_accuracy(self, bank, idxs) -> float:
+    if not len(idxs):
+      return float("nan")
+    return float(np.mean(self.correct(bank, self.q_stream[idxs],
+                                      self.y_stream[idxs])))
+
+
+def _patched_logits(tail, bank: Optional[patch_lib.PatchBank], q):
+  delta = patch_lib.bank_output(bank, q, tail.act)
+  return tail_lib.tail_logits(tail, q, delta, jax.random.PRNGKey(0))
+
+
+def _queries_jit(model, params, ids, mask):
+  return common.jitted_queries(model, bert.queries)(params, ids, mask)
