@@ -440,7 +440,8 @@ def edit(tail: Tail, bank: PatchBank, task: EditTask, memory: Memory,
   loop0 = _Loop(state0, _Plateau(jnp.asarray(jnp.inf, jnp.float32),
                                  jnp.zeros((), jnp.int32)),
                 jnp.asarray(jnp.inf, jnp.float32), jnp.zeros((), jnp.int32),
-                jnp.zeros((), bool))
+                # nothing to train (e.g. an idle fold under vmap): done at once
+                ~jnp.any(task.neuron_mask))
   loop = jax.lax.while_loop(cond, body, loop0)
   final = eval_parts(loop.state.neurons, memory)
   success = _success(final) & jnp.any(task.neuron_mask)

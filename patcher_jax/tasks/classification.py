@@ -62,6 +62,8 @@ class ClassificationRuntime:
 
   def correct(self, bank, q, labels) -> np.ndarray:
     """Predictions of the patched model on cached queries == labels."""
+    if not len(labels):
+      return np.zeros((0,), bool)
     logits = common.chunked(lambda x: self._logits(self.tail, bank, x), q)
     return (logits[:, 0] > 0) == (np.asarray(labels) == 1)
 
@@ -96,9 +98,10 @@ class ClassificationRuntime:
     """The queries an edit adds to memory: its [CLS] query."""
     return self.q_stream[i:i + 1]
 
-  def accuracy(self, bank, split: str) -> float:
+  def accuracy(self, bank, split: str, limit: int | None = None) -> float:
     q, y = {"train": (self.q_train, self.y_train),
             "test": (self.q_test, self.y_test)}[split]
+    q, y = q[:limit], y[:limit]
     return float(np.mean(self.correct(bank, q, y))) if len(y) else float("nan")
 
   def stream_accuracy(self, bank, idxs) -> float:

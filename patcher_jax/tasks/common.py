@@ -33,10 +33,11 @@ def batched_queries(query_fn, tokenize, texts: Sequence[str], batch_size: int,
   for start in range(0, len(texts), batch_size):
     idx = order[start:start + batch_size]
     width = int(-(-lengths[idx].max() // 8) * 8)
+    used = min(width, ids.shape[1])
     b_ids = np.zeros((batch_size, width), np.int32)
     b_mask = np.zeros((batch_size, width), np.int32)
-    b_ids[:len(idx)] = ids[idx, :width]
-    b_mask[:len(idx)] = mask[idx, :width]
+    b_ids[:len(idx), :used] = ids[idx, :used]
+    b_mask[:len(idx), :used] = mask[idx, :used]
     b_mask[len(idx):, 0] = 1  # padded rows attend to one token
     q = np.asarray(query_fn(b_ids, b_mask))
     for row, j in enumerate(idx):

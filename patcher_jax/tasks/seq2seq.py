@@ -156,8 +156,8 @@ class Seq2SeqRuntime:
     mask[0] = False
     return self.q_stream[i][mask]
 
-  def accuracy(self, bank, split: str) -> float:
-    records = {"train": self.train_sub, "test": self.test}[split]
+  def accuracy(self, bank, split: str, limit: int | None = None) -> float:
+    records = {"train": self.train_sub, "test": self.test}[split][:limit]
     if not records:
       return float("nan")
     return float(np.mean(self._correct(bank, records, batch=EVAL_BATCH)))
