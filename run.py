@@ -55,6 +55,11 @@ flags.DEFINE_bool("truncate", False, "Truncate over-long inputs instead of "
 flags.DEFINE_integer("curve_every", 0, "Edit rounds between curve points "
                      "(0: about 10 points over the run).")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
+flags.DEFINE_string("coordinator", None, "host:port of the jax.distributed "
+                    "coordinator (multi-process runs; folds are split over "
+                    "processes).")
+flags.DEFINE_integer("num_processes", 1, "Processes in a distributed run.")
+flags.DEFINE_integer("process_id", 0, "This process's index.")
 
 
 def _edit_config(task: str, mode: str, keep_failed):
@@ -91,9 +96,11 @@ def _progress(total):
 
 
 def write_outputs(out_dir, result, header, wall_time_s):
+  from patcher_jax import stream  # pylint: disable=g-import-not-at-top
   recs = result["records"]
   times = [r["edit_time_s"] for r in recs] or [float("nan")]
-  summary = result["summary"]
+  summarized = stream.summarize(result)
+  summary = summarized["summary"]
   results = dict(header)
   results.update({k: summary[k] for k in ("SR", "GR", "ER", "TrainR", "TestR")})
   results["GR_per_edit_mean"] = summary["GR_per_edit_mean"]
@@ -117,8 +124,8 @@ def write_outputs(out_dir, result, header, wall_time_s):
                                               or [0]))
   results["failed_edits"] = sum(not r["train_success"] for r in recs)
   results["skipped_no_wrong_token"] = len(result["skipped"])
-  results["exhausted_folds"] = [i for i, e in enumerate(result["exhausted"])
-                                if e]
+  results["exhausted_folds"] = sorted(int(k) for k, e in
+                                     result["exhausted"].items() if e)
   results["folds"] = folds
   results["wall_time_s"] = wall_time_s
   os.makedirs(out_dir, exist_ok=True)
@@ -127,17 +134,43 @@ def write_outputs(out_dir, result, header, wall_time_s):
   with open(os.path.join(out_dir, "edits.jsonl"), "w") as f:
     for r in recs:
       f.write(json.dumps(r) + "\n")
-  if result["curve"]:
+  results["curve"] = summarized["curve"]
+  with open(os.path.join(out_dir, "results.json"), "w") as f:
+    json.dump(results, f, indent=1)
+  if summarized["curve"]:
     from patcher_jax import plots  # pylint: disable=g-import-not-at-top
-    plots.plot_curves(result["curve"], os.path.join(out_dir, "curves.png"),
+    plots.plot_curves(summarized["curve"], os.path.join(out_dir, "curves.png"),
                       title=f"{header['task']} ({header['mode']})")
   return results
+
+
+def _gather_processes(out_dir, result, rank, nproc):
+  """Processes ran disjoint folds: process 0 merges their results."""
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  from patcher_jax import stream  # pylint: disable=g-import-not-at-top
+  part_dir = os.path.join(out_dir, "partial")
+  os.makedirs(part_dir, exist_ok=True)
+  tmp = os.path.join(part_dir, f".process_{rank}.json")
+  with open(tmp, "w") as f:
+    json.dump(result, f)
+  os.replace(tmp, os.path.join(part_dir, f"process_{rank}.json"))
+  multihost_utils.sync_global_devices("patcher_jax: streams done")
+  if rank != 0:
+    return None
+  parts = []
+  for p in range(nproc):
+    with open(os.path.join(part_dir, f"process_{p}.json")) as f:
+      parts.append(json.load(f))
+  return stream.merge(parts)
 
 
 def main(argv):
   del argv
   t_start = time.perf_counter()
   import jax  # pylint: disable=g-import-not-at-top
+  if FLAGS.num_processes > 1:
+    jax.distributed.initialize(FLAGS.coordinator, FLAGS.num_processes,
+                               FLAGS.process_id)
   from patcher_jax import stream  # pylint: disable=g-import-not-at-top
   from patcher_jax.data import load_benchmark  # pylint: disable=g-import-not-at-top
   from patcher_jax.models import base_cache  # pylint: disable=g-import-not-at-top
@@ -185,11 +218,21 @@ def main(argv):
                       rate=f"{rate:.1f}/s", steps=rec["steps"])
       bar.update(1)
 
-  result = stream.run(runtime, edit_config, config,
-                      checkpoint_dir=os.path.join(out_dir, "checkpoint"),
-                      resume=FLAGS.resume, on_edit=on_edit)
+  rank, nproc = jax.process_index(), jax.process_count()
+  folds = stream.local_folds(FLAGS.num_folds, rank, nproc)
+  ckpt_dir = os.path.join(out_dir, "checkpoint")
+  if nproc > 1:
+    ckpt_dir = os.path.join(ckpt_dir, f"process_{rank}")
+  result = stream.run(runtime, edit_config, config, folds=folds,
+                      checkpoint_dir=ckpt_dir, resume=FLAGS.resume,
+                      on_edit=on_edit)
   if bar is not None:
     bar.close()
+  result.pop("state")
+  if nproc > 1:
+    result = _gather_processes(out_dir, result, rank, nproc)
+    if result is None:      # not process 0: process 0 writes the outputs
+      return
   header = {"task": FLAGS.task, "num_edits": FLAGS.num_edits,
             "num_folds": FLAGS.num_folds, "mode": FLAGS.mode,
             "seed": FLAGS.seed, "data": FLAGS.data_dir or "embedded:"

@@ -12,7 +12,7 @@ with the same banks and metrics as an uninterrupted one (everything is a
 function of the seed and the saved state).
 """
 import time
-from typing import Any, Callable, Dict, List, NamedTuple, Optional
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -67,7 +67,8 @@ def _unstack(tree, i):
 
 
 def _fold_sharding(num_folds: int):
-  devices = jax.devices()
+  """Folds split over this process's devices (a fold never spans devices)."""
+  devices = jax.local_devices()
   if len(devices) < 2 or num_folds % len(devices):
     return None
   mesh = jax.sharding.Mesh(np.array(devices), ("folds",))
@@ -83,9 +84,10 @@ def _capacity(n: int) -> int:
   return max(8, 1 << (max(n, 1) - 1).bit_length())
 
 
-def init_state(runtime, config: StreamConfig, rows_per_edit: int) -> FoldState:
+def init_state(runtime, config: StreamConfig, rows_per_edit: int,
+               num_slots: int) -> FoldState:
   """Empty banks and the initial memories, preallocated for the whole run."""
-  f = config.num_folds
+  f = num_slots
   bank = patch_lib.init_bank(_capacity(config.num_edits * runtime.max_neurons),
                              runtime.dim)
   extra = config.num_edits * rows_per_edit
@@ -97,8 +99,12 @@ def init_state(runtime, config: StreamConfig, rows_per_edit: int) -> FoldState:
 
 
 class Progress(NamedTuple):
-  """Python-side bookkeeping, saved as JSON in the checkpoint."""
+  """Python-side bookkeeping, saved as JSON in the checkpoint.
+
+  Lists are indexed by local slot: slot s runs global fold `folds[s]`.
+  """
   rounds: int
+  folds: List[int]
   cursors: List[int]
   edits: List[int]
   finished: List[bool]
@@ -107,37 +113,48 @@ class Progress(NamedTuple):
   curve: List[Dict[str, Any]]
 
 
-def _meta(p: Progress) -> Dict[str, Any]:
-  return p._asdict()
-
-
 def _arrays(state: FoldState) -> Dict[str, Any]:
   """Plain dicts of arrays: restorable without a target."""
   return {k: v._asdict() for k, v in state._asdict().items()}
 
 
+def local_folds(num_folds: int, process_index: int = 0,
+                process_count: int = 1) -> List[int]:
+  """Folds a process runs: round-robin over processes (folds are independent
+  streams, so splitting them changes no result)."""
+  return [f for f in range(num_folds) if f % process_count == process_index]
+
+
 def run(runtime, edit_config: editor.EditConfig, config: StreamConfig, *,
+        folds: Optional[Sequence[int]] = None,
         checkpoint_dir: Optional[str] = None, resume: bool = False,
         on_edit: Optional[Callable[[Dict[str, Any]], None]] = None,
         log=print) -> Dict[str, Any]:
-  """Run the stream; returns records, per-fold finals and the summary."""
-  f = config.num_folds
-  orders = fold_orders(len(runtime.stream), f, config.seed)
+  """Run the streams of `folds` (default: all); returns the raw result.
+
+  Combine results of several processes with `merge`, then `summarize`.
+  """
+  folds = list(range(config.num_folds)) if folds is None else list(folds)
+  n = len(folds)
+  orders = fold_orders(len(runtime.stream), config.num_folds, config.seed)
   rows_per_edit = _rows_per_edit(runtime, config)
-  state = init_state(runtime, config, rows_per_edit)
-  prog = Progress(0, [0] * f, [0] * f, [False] * f, [], [], [])
+  state = init_state(runtime, config, rows_per_edit, n)
+  prog = Progress(0, folds, [0] * n, [0] * n, [False] * n, [], [], [])
   mngr = ckpt_lib.manager(checkpoint_dir) if checkpoint_dir else None
   if mngr is not None and resume:
     restored = ckpt_lib.restore_latest(mngr)
     if restored is not None:
       _, arrays, meta = restored
+      if meta["folds"] != folds:
+        raise ValueError(f"checkpoint in {checkpoint_dir} holds folds "
+                         f"{meta['folds']}, this run wants {folds}")
       state = FoldState(PatchBank(**arrays["bank"]),
                         Memory(**arrays["memory"]),
                         Memory(**arrays["val_memory"]))
       state = jax.tree.map(jnp.asarray, state)
       prog = Progress(**meta)
       log(f"resumed after round {prog.rounds}: {sum(prog.edits)} edits")
-  sharding = _fold_sharding(f) if config.shard_folds else None
+  sharding = _fold_sharding(n) if config.shard_folds else None
   if sharding is not None:
     state = jax.device_put(state, sharding)
 
@@ -145,74 +162,107 @@ def run(runtime, edit_config: editor.EditConfig, config: StreamConfig, *,
                              in_axes=(None, 0, 0, 0, 0, 0, 0, None)),
                     static_argnums=7)
   base_key = jax.random.PRNGKey(config.seed)
-  t_start = time.perf_counter()
 
   while not all(prog.finished):
-    tasks, picks = [], []
-    for fold in range(f):
-      bank_f = _unstack(state.bank, fold)
-      pick = None if prog.finished[fold] else _next_mistake(
-          runtime, bank_f, orders[fold], prog, fold, config, base_key,
-          edit_config)
+    picks = []
+    for slot in range(n):
+      pick = None
+      if not prog.finished[slot]:
+        pick = _next_mistake(runtime, _unstack(state.bank, slot),
+                             orders[folds[slot]], prog, slot, config, base_key)
       picks.append(pick)
     if all(p is None for p in picks):
       break
     template = next(p for p in picks if p is not None)[1]
     tasks = [p[1] if p is not None else _empty_like_task(template)
              for p in picks]
-    keys = jnp.stack([jax.random.fold_in(base_key, 10_000 * fold + prog.edits[fold])
-                      for fold in range(f)])
-    ids = jnp.asarray([prog.edits[fold] for fold in range(f)], jnp.int32)
+    keys = jnp.stack([jax.random.fold_in(
+        base_key, 10_000 * folds[slot] + prog.edits[slot]) for slot in range(n)])
+    ids = jnp.asarray(prog.edits, jnp.int32)
     t0 = time.perf_counter()
     banks, stats = edit_fn(runtime.tail, state.bank, _stack(tasks),
                            state.memory, state.val_memory, keys, ids,
                            edit_config)
     jax.block_until_ready(banks)
-    edit_s = time.perf_counter() - t0
+    edit_s = (time.perf_counter() - t0) / sum(p is not None for p in picks)
     state = state._replace(bank=banks)
-    for fold, pick in enumerate(picks):
+    for slot, pick in enumerate(picks):
       if pick is None:
         continue
-      idx, _ = pick
-      bank_f = _unstack(state.bank, fold)
-      ok, r_ok, r_n = runtime.after_edit(bank_f, idx)
-      st = jax.tree.map(lambda a: np.asarray(a[fold]).item(), stats)
+      idx = pick[0]
+      ok, r_ok, r_n = runtime.after_edit(_unstack(state.bank, slot), idx)
+      st = jax.tree.map(lambda a: np.asarray(a[slot]).item(), stats)
       rec = {
-          "fold": fold, "edit": prog.edits[fold], "stream_index": int(idx),
-          "id": runtime.stream[idx].id, "success": bool(ok),
-          "train_success": bool(st.success), "rephrase_correct": r_ok,
-          "rephrase_total": r_n, "steps": int(st.steps),
-          "neurons": int(st.num_neurons), "edit_time_s": edit_s / max(
-              1, sum(p is not None for p in picks)),
-          "loss": st.loss, "edit_loss": st.edit_loss, "act_loss": st.act_loss,
-          "mem_loss1": st.mem_loss1, "mem_loss2": st.mem_loss2,
-          "margins_ok": bool(st.margins_ok),
+          "fold": folds[slot], "edit": prog.edits[slot],
+          "stream_index": int(idx), "id": runtime.stream[idx].id,
+          "success": bool(ok), "train_success": bool(st.success),
+          "rephrase_correct": r_ok, "rephrase_total": r_n,
+          "steps": int(st.steps), "neurons": int(st.num_neurons),
+          "edit_time_s": edit_s, "loss": st.loss, "edit_loss": st.edit_loss,
+          "act_loss": st.act_loss, "mem_loss1": st.mem_loss1,
+          "mem_loss2": st.mem_loss2, "margins_ok": bool(st.margins_ok),
       }
       prog.records.append(rec)
-      prog.edits[fold] += 1
-      prog.cursors[fold] += 1
-      if prog.edits[fold] >= config.num_edits:
-        prog.finished[fold] = True
+      prog.edits[slot] += 1
+      prog.cursors[slot] += 1
+      if prog.edits[slot] >= config.num_edits:
+        prog.finished[slot] = True
       if on_edit:
         on_edit(rec)
     state = _append_memories(state, runtime, picks, config)
     prog = prog._replace(rounds=prog.rounds + 1)
     if config.curve_every and prog.rounds % config.curve_every == 0:
-      prog.curve.append(_curve_point(runtime, state, prog, orders, config))
+      prog.curve.append(_curve_point(runtime, state, prog, config))
     if mngr is not None and config.checkpoint_every and (
         prog.rounds % config.checkpoint_every == 0 or all(prog.finished)):
-      ckpt_lib.save(mngr, prog.rounds, _arrays(state), _meta(prog))
+      ckpt_lib.save(mngr, prog.rounds, _arrays(state), prog._asdict())
 
   if (mngr is not None and config.checkpoint_every
       and mngr.latest_step() != prog.rounds):
-    ckpt_lib.save(mngr, prog.rounds, _arrays(state), _meta(prog))
-  finals = _finals(runtime, state, prog, orders, config)
-  summary = metrics_lib.summarize(prog.records, finals)
+    ckpt_lib.save(mngr, prog.rounds, _arrays(state), prog._asdict())
   return {"records": prog.records, "skipped": prog.skipped,
-          "folds": finals, "summary": summary, "curve": prog.curve,
-          "state": state, "exhausted": [
-              prog.edits[i] < config.num_edits for i in range(f)],
-          "loop_s": time.perf_counter() - t_start}
+          "folds": _finals(runtime, state, prog), "curve": prog.curve,
+          "state": state,
+          "exhausted": {str(folds[s]): prog.edits[s] < config.num_edits
+                        for s in range(n)}}
+
+
+def merge(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+  """One result from the results of processes that ran disjoint folds."""
+  order = lambda r: (r["fold"], r.get("edit", 0))
+  curve = {}
+  for res in results:
+    for point in res["curve"]:
+      c = curve.setdefault(point["round"], {"round": point["round"],
+                                            "per_fold": {}})
+      c["per_fold"].update(point["per_fold"])
+  return {
+      "records": sorted((r for res in results for r in res["records"]),
+                        key=order),
+      "skipped": sorted((r for res in results for r in res["skipped"]),
+                        key=order),
+      "folds": sorted((f for res in results for f in res["folds"]),
+                      key=lambda f: f["fold"]),
+      "curve": [curve[k] for k in sorted(curve)],
+      "exhausted": {k: v for res in results
+                    for k, v in res["exhausted"].items()},
+  }
+
+
+def summarize(result: Dict[str, Any]) -> Dict[str, Any]:
+  """Headline metrics and the curve points (SR/GR from the records so far)."""
+  summary = metrics_lib.summarize(result["records"], result["folds"])
+  points = []
+  for c in result["curve"]:
+    upto = [r for r in result["records"] if r["edit"] < c["round"]]
+    point = {"edits": c["round"]}
+    point.update({k: v for k, v in metrics_lib.summarize(upto, []).items()
+                  if k in ("SR", "GR", "GR_per_edit_mean")})
+    for name in ("ER", "TrainR", "TestR"):
+      point[name] = metrics_lib.mean_over_folds(
+          [f[name] for f in c["per_fold"].values()])
+    points.append(point)
+  return {"summary": summary, "curve": points}
 
 
 def _rows_per_edit(runtime, config: StreamConfig) -> int:
@@ -221,28 +271,29 @@ def _rows_per_edit(runtime, config: StreamConfig) -> int:
   return rows * (config.memory_copies if config.reference_memory else 1)
 
 
-def _next_mistake(runtime, bank, order, prog: Progress, fold: int,
-                  config: StreamConfig, base_key, edit_config):
-  """Advance fold's cursor to its next editable mistake: (index, task)."""
-  while prog.cursors[fold] < len(order):
-    start = prog.cursors[fold]
+def _next_mistake(runtime, bank, order, prog: Progress, slot: int,
+                  config: StreamConfig, base_key):
+  """Advance a slot's cursor to its next editable mistake: (index, task)."""
+  fold = prog.folds[slot]
+  while prog.cursors[slot] < len(order):
+    start = prog.cursors[slot]
     window = order[start:start + config.check_window]
     wrong = runtime.mistakes(bank, window)
     if not wrong.any():
-      prog.cursors[fold] += len(window)
+      prog.cursors[slot] += len(window)
       continue
     offset = int(np.argmax(wrong))
-    prog.cursors[fold] = start + offset
+    prog.cursors[slot] = start + offset
     idx = int(window[offset])
     key = jax.random.fold_in(base_key, 7_000_000 + 10_000 * fold + start)
     task = runtime.edit_task(bank, idx, key, config.noise_samples)
     if task is None:   # generation wrong but teacher forcing right: skip
       prog.skipped.append({"fold": fold, "stream_index": idx,
                            "id": runtime.stream[idx].id})
-      prog.cursors[fold] += 1
+      prog.cursors[slot] += 1
       continue
     return idx, task
-  prog.finished[fold] = True
+  prog.finished[slot] = True
   return None
 
 
@@ -251,12 +302,13 @@ def _append_memories(state: FoldState, runtime, picks,
   """Each edited record's queries join its fold's train and val memory."""
   mems, vals = [], []
   width = _rows_per_edit(runtime, config)
-  for fold, pick in enumerate(picks):
-    mem_f = _unstack(state.memory, fold)
-    val_f = _unstack(state.val_memory, fold)
+  for slot, pick in enumerate(picks):
+    mem_f = _unstack(state.memory, slot)
+    val_f = _unstack(state.val_memory, slot)
     if pick is not None:
       rows = np.asarray(runtime.memory_rows(pick[0]))
       if config.reference_memory:
+        # the reference flattens its 8 copies and keeps rows [1:-1]
         rows = np.tile(rows, (config.memory_copies, 1))[1:-1]
       else:
         rows = memory_lib.deduplicate(rows)
@@ -270,44 +322,43 @@ def _append_memories(state: FoldState, runtime, picks,
   return state._replace(memory=_stack(mems), val_memory=_stack(vals))
 
 
-def _edited(prog: Progress, fold: int) -> List[int]:
+def _edited(prog: Progress, slot: int) -> List[int]:
+  fold = prog.folds[slot]
   return [r["stream_index"] for r in prog.records if r["fold"] == fold]
 
 
-def _curve_point(runtime, state, prog, orders, config) -> Dict[str, Any]:
-  """SR/GR so far, and ER/TrainR/TestR on small subsets, for the plot."""
-  point = {"edits": sum(prog.edits) / config.num_folds}
-  point.update(metrics_lib.summarize(prog.records, []))
-  ers = []
-  for fold in range(config.num_folds):
-    ers.append(runtime.stream_accuracy(_unstack(state.bank, fold),
-                                       _edited(prog, fold)))
-  point["ER"] = metrics_lib.mean_over_folds(ers)
+def _curve_point(runtime, state, prog: Progress,
+                 config: StreamConfig) -> Dict[str, Any]:
+  """Per fold: ER now, and TrainR/TestR on small subsets, for the plot."""
   empty = patch_lib.init_bank(8, runtime.dim)
-  for split, name in (("train", "TrainR"), ("test", "TestR")):
-    ratios = []
-    base = runtime.accuracy(empty, split, limit=config.curve_size)
-    for fold in range(config.num_folds):
-      acc = runtime.accuracy(_unstack(state.bank, fold), split,
-                             limit=config.curve_size)
-      ratios.append(metrics_lib.retention_ratio(acc, base))
-    point[name] = metrics_lib.mean_over_folds(ratios)
-  return point
+  base = {split: runtime.accuracy(empty, split, limit=config.curve_size)
+          for split in ("train", "test")}
+  per_fold = {}
+  for slot, fold in enumerate(prog.folds):
+    bank = _unstack(state.bank, slot)
+    per_fold[str(fold)] = {
+        "ER": runtime.stream_accuracy(bank, _edited(prog, slot)),
+        "TrainR": metrics_lib.retention_ratio(runtime.accuracy(
+            bank, "train", limit=config.curve_size), base["train"]),
+        "TestR": metrics_lib.retention_ratio(runtime.accuracy(
+            bank, "test", limit=config.curve_size), base["test"]),
+    }
+  return {"round": prog.rounds, "per_fold": per_fold}
 
 
-def _finals(runtime, state, prog, orders, config) -> List[Dict[str, Any]]:
+def _finals(runtime, state, prog: Progress) -> List[Dict[str, Any]]:
   finals = []
   empty = patch_lib.init_bank(8, runtime.dim)
   base_train = runtime.accuracy(empty, "train")
   base_test = runtime.accuracy(empty, "test")
-  for fold in range(config.num_folds):
-    bank_f = _unstack(state.bank, fold)
+  for slot, fold in enumerate(prog.folds):
+    bank = _unstack(state.bank, slot)
     finals.append({
-        "fold": fold, "edits": prog.edits[fold],
-        "er": runtime.stream_accuracy(bank_f, _edited(prog, fold)),
-        "train_acc": runtime.accuracy(bank_f, "train"),
-        "test_acc": runtime.accuracy(bank_f, "test"),
+        "fold": fold, "edits": prog.edits[slot],
+        "er": runtime.stream_accuracy(bank, _edited(prog, slot)),
+        "train_acc": runtime.accuracy(bank, "train"),
+        "test_acc": runtime.accuracy(bank, "test"),
         "base_train_acc": base_train, "base_test_acc": base_test,
-        "neurons": int(np.asarray(bank_f.size)),
+        "neurons": int(np.asarray(bank.size)),
     })
   return finals
