@@ -144,26 +144,6 @@ def write_outputs(out_dir, result, header, wall_time_s):
   return results
 
 
-def _gather_processes(out_dir, result, rank, nproc):
-  """Processes ran disjoint folds: process 0 merges their results."""
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-  from patcher_jax import stream  # pylint: disable=g-import-not-at-top
-  part_dir = os.path.join(out_dir, "partial")
-  os.makedirs(part_dir, exist_ok=True)
-  tmp = os.path.join(part_dir, f".process_{rank}.json")
-  with open(tmp, "w") as f:
-    json.dump(result, f)
-  os.replace(tmp, os.path.join(part_dir, f"process_{rank}.json"))
-  multihost_utils.sync_global_devices("patcher_jax: streams done")
-  if rank != 0:
-    return None
-  parts = []
-  for p in range(nproc):
-    with open(os.path.join(part_dir, f"process_{p}.json")) as f:
-      parts.append(json.load(f))
-  return stream.merge(parts)
-
-
 def main(argv):
   del argv
   t_start = time.perf_counter()
@@ -230,7 +210,8 @@ def main(argv):
     bar.close()
   result.pop("state")
   if nproc > 1:
-    result = _gather_processes(out_dir, result, rank, nproc)
+    from patcher_jax import distributed  # pylint: disable=g-import-not-at-top
+    result = distributed.gather_results(out_dir, result, rank, nproc)
     if result is None:      # not process 0: process 0 writes the outputs
       return
   header = {"task": FLAGS.task, "num_edits": FLAGS.num_edits,
