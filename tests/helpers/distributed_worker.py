@@ -20,21 +20,9 @@ def main():
   sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
   import patcher_jax as pj  # pylint: disable=g-import-not-at-top
   from patcher_jax import distributed, stream  # pylint: disable=g-import-not-at-top
-  from patcher_jax.data import load_benchmark  # pylint: disable=g-import-not-at-top
-  from patcher_jax.models import minilm  # pylint: disable=g-import-not-at-top
-  from patcher_jax.tasks.classification import ClassificationRuntime  # pylint: disable=g-import-not-at-top
-  from transformers import BertConfig, FlaxBertForSequenceClassification  # pylint: disable=g-import-not-at-top
-  tok = minilm.load_tokenizer()
-  config = BertConfig(vocab_size=tok.vocab_size, hidden_size=32,
-                      num_hidden_layers=2, num_attention_heads=2,
-                      intermediate_size=64, num_labels=1,
-                      max_position_embeddings=64)
-  model = FlaxBertForSequenceClassification(config, seed=0)
-  bench = load_benchmark("fever", scale="tiny")
-  train = list(bench.train)
-  runtime = ClassificationRuntime(model, model.params, tok, bench.edit[:80],
-                                  train[:40], bench.test[:40], train[40:120],
-                                  bench.val[:20], batch_size=32, log=None)
+  sys.path.insert(0, os.path.dirname(__file__))
+  import tiny  # pylint: disable=g-import-not-at-top
+  runtime = tiny.classification_runtime(num_stream=80)
   cfg = stream.StreamConfig(num_edits=2, num_folds=4, seed=0,
                             checkpoint_every=0, curve_every=1)
   folds = stream.local_folds(4, jax.process_index(), jax.process_count())
