@@ -44,7 +44,8 @@ def bart_config_from_bert(bert_config,
                           eos_token_id: int = 102,
                           dropout: float = 0.1,
                           attention_dropout: float = 0.1,
-                          activation_dropout: float = 0.1):
+                          activation_dropout: float = 0.1,
+                          tie_word_embeddings: bool = True):
   """The ``BartConfig`` matching a BERT config (MiniLM: d=384, 6 layers, 12 heads).
 
   Special tokens follow the reference's BART with WordPiece names: bos = [CLS],
@@ -52,7 +53,10 @@ def bart_config_from_bert(bert_config,
   bart-base would inject (forced bos/eos, no_repeat_ngram_size, beams) are
   switched off here; ``qa_format.generation_config`` pins the rest.
   Dropouts default to bart-base's (0.1 each, including activation dropout,
-  which the reference's editor also trains under).
+  which the reference's editor also trains under). With
+  ``tie_word_embeddings=False`` the LM head is a separate matrix, initialised
+  as a copy of the word embeddings (so it can train while the encoder's input
+  table stays frozen).
   """
   from transformers import BartConfig  # pylint: disable=g-import-not-at-top
   if not 1 <= decoder_layers <= bert_config.num_hidden_layers:
@@ -83,7 +87,7 @@ def bart_config_from_bert(bert_config,
       decoder_start_token_id=eos_token_id,
       forced_bos_token_id=None,
       forced_eos_token_id=None,
-      tie_word_embeddings=True,
+      tie_word_embeddings=tie_word_embeddings,
       no_repeat_ngram_size=0,
       num_beams=1,
   )
@@ -121,7 +125,7 @@ def bart_params_from_bert(bert_params: Params, bart_config,
 
   Returns:
     A params tree with exactly the structure ``FlaxBartForConditionalGeneration``
-    initialises (tied embeddings, so no ``lm_head``), as jax arrays.
+    initialises (with tied embeddings there is no ``lm_head``), as jax arrays.
   """
   emb = bert_params["embeddings"]
   n_enc, n_dec = bart_config.encoder_layers, bart_config.decoder_layers
@@ -168,6 +172,9 @@ def bart_params_from_bert(bert_params: Params, bart_config,
       },
       "final_logits_bias": np.zeros((1, bart_config.vocab_size), np.float32),
   }
+  if not bart_config.tie_word_embeddings:
+    params["lm_head"] = {"kernel": np.asarray(
+        emb["word_embeddings"]["embedding"]).T}
   # Fresh copies: encoder and decoder must not alias one buffer (donation).
   return jax.tree.map(lambda x: jnp.array(x, dtype=jnp.float32), params)
 

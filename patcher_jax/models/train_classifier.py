@@ -38,7 +38,7 @@ class ClassifierSettings(NamedTuple):
   weight_decay: float = 0.01
   warmup_steps: int = 100
   batch_size: int = 32
-  epochs: float = 3.0
+  epochs: float = 3.0  # passes over records, one random phrasing each
   entropy_weight: float = 0.1  # reference: loss = BCE - 0.1 * entropy
   length_multiple: int = 8
   max_len: int = 64  # cap; the actual padding is sized from the data
@@ -230,11 +230,13 @@ def _jitted_forward(model):
 
 
 def training_texts(records, train_on_rephrases: bool,
-                   trainable_rephrases=None) -> Tuple[list, np.ndarray]:
-  """(texts, labels): each record's input, plus its trainable rephrases."""
+                   trainable_rephrases=None
+                   ) -> Tuple[list, np.ndarray, np.ndarray]:
+  """(texts, labels, groups): each record's input, plus its trainable
+  rephrases; ``groups`` holds the record index of each text."""
   from patcher_jax.data import fever_label  # pylint: disable=g-import-not-at-top
-  texts, labels = [], []
-  for r in records:
+  texts, labels, groups = [], [], []
+  for g, r in enumerate(records):
     y = fever_label(r)
     extra = ()
     if train_on_rephrases:
@@ -243,7 +245,8 @@ def training_texts(records, train_on_rephrases: bool,
     for t in (r.input,) + tuple(extra):
       texts.append(t)
       labels.append(y)
-  return texts, np.asarray(labels, np.float32)
+      groups.append(g)
+  return texts, np.asarray(labels, np.float32), np.asarray(groups, np.int64)
 
 
 def _lower_hidden(config, params: Params, tok: Tokens, stop: int,
@@ -264,10 +267,13 @@ def _lower_hidden(config, params: Params, tok: Tokens, stop: int,
 
 
 def train_classifier(config, params: Params, tokenizer, texts: Sequence[str],
-                     labels: np.ndarray,
+                     labels: np.ndarray, groups: Optional[np.ndarray] = None,
                      settings: ClassifierSettings = ClassifierSettings(),
                      show_progress: bool = True) -> Tuple[Params, Dict]:
   """Fine-tunes the classifier on (texts, labels in {0, 1}).
+
+  ``groups`` ties phrasings of one record together: an epoch shows each group
+  once, in a random one of its phrasings (default: every text its own group).
 
   Returns the full, standard params tree and an info dict (steps, seconds,
   final running loss/accuracy, train accuracy of the final model).
@@ -297,7 +303,8 @@ def train_classifier(config, params: Params, tokenizer, texts: Sequence[str],
     return s.train_word_embeddings or path[:2] != ("embeddings",
                                                    "word_embeddings")
   train_p, frozen_p = tu.to_device(tu.split_params(sliced, trainable))
-  num_steps = tu.steps_for(len(texts), s.batch_size, s.epochs)
+  groups = np.arange(len(texts)) if groups is None else np.asarray(groups)
+  num_steps = tu.planned_steps(groups, tok.buckets, s.batch_size, s.epochs)
   tx = tu.adamw_linear(s.learning_rate, num_steps, s.warmup_steps,
                        s.weight_decay)
   opt_state = tx.init(train_p)
@@ -322,7 +329,8 @@ def train_classifier(config, params: Params, tokenizer, texts: Sequence[str],
   bar = tu.progress(num_steps, "train classifier", disable=not show_progress)
   done, stopped_early = 0, False
   while done < num_steps and not stopped_early:
-    for b in tu.epoch_batches(tok.buckets, s.batch_size, rng):
+    subset = tu.one_per_group(groups, rng)
+    for b in tu.epoch_batches(tok.buckets, s.batch_size, rng, subset):
       if done >= num_steps:
         break
       if s.max_seconds is not None and clock() > s.max_seconds:
@@ -337,11 +345,12 @@ def train_classifier(config, params: Params, tokenizer, texts: Sequence[str],
           train_p, opt_state, frozen_p, x, mask, y, w,
           jax.random.fold_in(key, done))
       done += 1
-      if done % 10 == 0 or done == num_steps:
-        vals = running.update(loss=loss, acc=acc)
+      if running.add(loss=loss, acc=acc):
+        vals = running.values
         bar.set_postfix(loss=f"{vals['loss']:.3f}", acc=f"{vals['acc']:.3f}")
       bar.update(1)
   bar.close()
+  running.flush()
   train_s = clock()
   if stopped_early:
     logging.warning("classifier: stopped at step %d/%d after %.0fs "
@@ -362,7 +371,7 @@ def train_classifier(config, params: Params, tokenizer, texts: Sequence[str],
     logits[b.index[keep]] = out[keep]
   info = {
       "steps": done, "planned_steps": num_steps, "stopped_early": stopped_early,
-      "num_train_texts": len(texts), "padded_width": int(tok.ids.shape[1]),
+      "num_train_texts": len(texts), "num_groups": int(len(set(groups))), "padded_width": int(tok.ids.shape[1]),
       "buckets": sorted(set(int(x) for x in tok.buckets)),
       "precompute_seconds": round(precompute_s, 2),
       "train_seconds": round(train_s, 2),

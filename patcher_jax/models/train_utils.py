@@ -85,25 +85,57 @@ def bucket_lengths(lengths: np.ndarray, multiple: int, cap: int) -> np.ndarray:
                                     * multiple)).astype(np.int64)
 
 
+def bucket_by_edges(lengths: np.ndarray, edges: Sequence[int], width: int
+                    ) -> np.ndarray:
+  """Per-example padded length: the smallest edge >= length, else ``width``."""
+  edges = np.array(sorted(e for e in edges if e < width) + [width])
+  lengths = np.minimum(np.asarray(lengths), width)
+  return edges[np.searchsorted(edges, lengths, side="left")].astype(np.int64)
+
+
 class Batch(NamedTuple):
   """Indices of one batch, all of one bucket length; -1 marks padding rows."""
   length: int
   index: np.ndarray
 
 
+def one_per_group(groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+  """One random member (index) of each group, e.g. one phrasing per record."""
+  groups = np.asarray(groups)
+  order = rng.permutation(len(groups))  # random tie-break within a group
+  _, first = np.unique(groups[order], return_index=True)
+  return np.sort(order[first])
+
+
 def epoch_batches(buckets: np.ndarray, batch_size: int,
-                  rng: np.random.Generator) -> List[Batch]:
-  """One shuffled pass: batches never mix buckets; the last batch of a bucket
-  is filled with -1 so every batch has the same shape."""
+                  rng: np.random.Generator,
+                  subset: np.ndarray = None) -> List[Batch]:
+  """One shuffled pass over ``subset`` (default: all examples).
+
+  Batches never mix buckets; the last batch of a bucket is filled with -1 so
+  every batch has the same shape.
+  """
+  buckets = np.asarray(buckets)
+  subset = np.arange(len(buckets)) if subset is None else np.asarray(subset)
   batches = []
-  for length in np.unique(buckets):
-    idx = np.flatnonzero(buckets == length)
+  for length in np.unique(buckets[subset]):
+    idx = subset[buckets[subset] == length]
     rng.shuffle(idx)
     n_full = -(-len(idx) // batch_size) * batch_size
     idx = np.concatenate([idx, -np.ones(n_full - len(idx), np.int64)])
     batches += [Batch(int(length), b) for b in idx.reshape(-1, batch_size)]
   order = rng.permutation(len(batches))
   return [batches[i] for i in order]
+
+
+def planned_steps(groups: np.ndarray, buckets: np.ndarray, batch_size: int,
+                  epochs: float) -> int:
+  """Steps of ``epochs`` passes over the groups (one member each per pass)."""
+  groups, buckets = np.asarray(groups), np.asarray(buckets)
+  _, first = np.unique(groups, return_index=True)
+  per_epoch = sum(-(-int(np.sum(buckets[first] == b)) // batch_size)
+                  for b in np.unique(buckets[first]))
+  return max(1, int(round(epochs * per_epoch)))
 
 
 def eval_batches(buckets: np.ndarray, batch_size: int) -> Iterator[Batch]:
@@ -126,25 +158,35 @@ def take_rows(x: np.ndarray, index: np.ndarray, length: int = None
                   np.zeros_like(out))
 
 
-def steps_for(num_examples: int, batch_size: int, epochs: float) -> int:
-  return max(1, int(round(epochs * num_examples / batch_size)))
-
-
 # --------------------------------------------------------------------------
 # Metrics and time.
 
 
 class Running:
-  """Exponential moving averages for the progress bar."""
+  """Progress-bar metrics: device scalars are collected without a host sync
+  and folded, every ``every`` steps, into an exponential moving average."""
 
-  def __init__(self, decay: float = 0.98):
-    self.decay, self.values = decay, {}
+  def __init__(self, every: int = 10, decay: float = 0.7):
+    self.every, self.decay = every, decay
+    self.values, self._pending = {}, []
 
-  def update(self, **metrics: float) -> Dict[str, float]:
-    for k, v in metrics.items():
-      old = self.values.get(k)
-      self.values[k] = float(v) if old is None else (
-          self.decay * old + (1 - self.decay) * float(v))
+  def add(self, **metrics) -> bool:
+    """Records one step; True when the averages were just refreshed."""
+    self._pending.append(metrics)
+    if len(self._pending) < self.every:
+      return False
+    self.flush()
+    return True
+
+  def flush(self) -> Dict[str, float]:
+    if self._pending:
+      pending = jax.device_get(self._pending)
+      for k in pending[0]:
+        v = float(np.mean([m[k] for m in pending]))
+        old = self.values.get(k)
+        self.values[k] = v if old is None else (
+            self.decay * old + (1 - self.decay) * v)
+      self._pending = []
     return self.values
 
 
@@ -171,10 +213,3 @@ def progress(total: int, desc: str, disable: bool = False):
   from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
   return tqdm(total=total, desc=desc, disable=disable, dynamic_ncols=True,
               mininterval=1.0)
-
-
-def unique_texts(texts: Sequence[str]) -> Tuple[List[str], np.ndarray]:
-  """Distinct texts and, per input, the index of its distinct text."""
-  uniq, inverse = np.unique(np.asarray(list(texts), dtype=object),
-                            return_inverse=True)
-  return list(uniq), inverse
