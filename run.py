@@ -147,6 +147,7 @@ def write_outputs(out_dir, result, header, wall_time_s):
 def main(argv):
   del argv
   t_start = time.perf_counter()
+  logging.set_verbosity(logging.WARNING)   # orbax logs every save at INFO
   import jax  # pylint: disable=g-import-not-at-top
   if FLAGS.num_processes > 1:
     jax.distributed.initialize(FLAGS.coordinator, FLAGS.num_processes,
@@ -220,7 +221,7 @@ def main(argv):
             + FLAGS.scale}
   results = write_outputs(out_dir, result, header,
                           time.perf_counter() - t_start)
-  if any(result["exhausted"]):
+  if any(result["exhausted"].values()):
     print(f"note: the edit split ran out of mistakes before {FLAGS.num_edits} "
           f"edits in folds {results['exhausted_folds']}")
   print(f"\n| SR | GR | ER | TrainR | TestR |\n|---|---|---|---|---|\n"

@@ -71,10 +71,12 @@ def parity_config(**overrides) -> EditConfig:
 
 def fast_config(**overrides) -> EditConfig:
   """Stop at the first step where the edit and the margins hold."""
+  # No weight decay: with the value starting at full size (amplifier 1) the
+  # coupled L2 pull can stall an edit that needs a large value.
   base = EditConfig(copies=1, noise=False, max_steps=1000,
                     stop_rule="margins", check_every=1, check_start=0,
                     value_init="direction", keep_failed=False,
-                    edit_margin=0.0)
+                    edit_margin=0.0, weight_decay=0.0)
   return base._replace(**overrides)
 
 
