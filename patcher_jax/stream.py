@@ -11,6 +11,7 @@ checkpointed with Orbax every `checkpoint_every` rounds; a resumed run ends
 with the same banks and metrics as an uninterrupted one (everything is a
 function of the seed and the saved state).
 """
+import functools
 import time
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
 
@@ -297,29 +298,34 @@ def _next_mistake(runtime, bank, order, prog: Progress, slot: int,
   return None
 
 
+@functools.partial(jax.jit, donate_argnums=(0, 1))
+def _append_all(memory: Memory, val_memory: Memory, rows, mask):
+  """Append each fold's rows [F, r, d] to both of its memories, in place."""
+  add = jax.vmap(memory_lib.append)
+  return add(memory, rows, mask), add(val_memory, rows, mask)
+
+
 def _append_memories(state: FoldState, runtime, picks,
                      config: StreamConfig) -> FoldState:
   """Each edited record's queries join its fold's train and val memory."""
-  mems, vals = [], []
   width = _rows_per_edit(runtime, config)
+  rows = np.zeros((len(picks), width, runtime.dim), np.float32)
+  mask = np.zeros((len(picks), width), bool)
   for slot, pick in enumerate(picks):
-    mem_f = _unstack(state.memory, slot)
-    val_f = _unstack(state.val_memory, slot)
-    if pick is not None:
-      rows = np.asarray(runtime.memory_rows(pick[0]))
-      if config.reference_memory:
-        # the reference flattens its 8 copies and keeps rows [1:-1]
-        rows = np.tile(rows, (config.memory_copies, 1))[1:-1]
-      else:
-        rows = memory_lib.deduplicate(rows)
-      pad = np.zeros((width, rows.shape[1]), rows.dtype)
-      pad[:len(rows)] = rows[:width]
-      mask = np.arange(width) < len(rows)
-      mem_f = memory_lib.append(mem_f, jnp.asarray(pad), jnp.asarray(mask))
-      val_f = memory_lib.append(val_f, jnp.asarray(pad), jnp.asarray(mask))
-    mems.append(mem_f)
-    vals.append(val_f)
-  return state._replace(memory=_stack(mems), val_memory=_stack(vals))
+    if pick is None:
+      continue
+    r = np.asarray(runtime.memory_rows(pick[0]))
+    if config.reference_memory:
+      # the reference flattens its 8 copies and keeps rows [1:-1]
+      r = np.tile(r, (config.memory_copies, 1))[1:-1]
+    else:
+      r = memory_lib.deduplicate(r)
+    r = r[:width]
+    rows[slot, :len(r)] = r
+    mask[slot, :len(r)] = True
+  memory, val_memory = _append_all(state.memory, state.val_memory,
+                                   jnp.asarray(rows), jnp.asarray(mask))
+  return state._replace(memory=memory, val_memory=val_memory)
 
 
 def _edited(prog: Progress, slot: int) -> List[int]:

@@ -77,7 +77,7 @@ class ClassificationRuntime:
       ids, mask = self._tokenize([self.stream[i].input])
       noisy = bert.noisy_queries(self.model, self.params, jnp.asarray(ids),
                                  jnp.asarray(mask), rng, noise_samples)
-    task = editor.make_edit_task(
+    task = _make_edit_task(
         self.tail, bank, self.q_stream[i:i + 1],
         self.y_stream[i:i + 1], np.ones(1, bool), noisy_queries=noisy,
         max_neurons=self.max_neurons)
@@ -118,3 +118,8 @@ def _patched_logits(tail, bank: Optional[patch_lib.PatchBank], q):
 
 def _queries_jit(model, params, ids, mask):
   return common.jitted_queries(model, bert.queries)(params, ids, mask)
+
+
+# One compile per task shape instead of op-by-op dispatch on every edit.
+_make_edit_task = jax.jit(editor.make_edit_task,
+                          static_argnames=("max_neurons",))

@@ -139,7 +139,7 @@ class Seq2SeqRuntime:
           "decoder_attention_mask")]
       noisy = bart.noisy_queries(self.model, self.params, *arrays, rng,
                                  noise_samples)
-    task = editor.make_edit_task(
+    task = _make_edit_task(
         self.tail, bank, self.q_stream[i], enc["labels"][i],
         np.asarray(enc["label_mask"][i], bool), noisy_queries=noisy,
         max_neurons=self.max_neurons)
@@ -167,3 +167,8 @@ class Seq2SeqRuntime:
       return float("nan")
     return float(np.mean(self._correct(bank, [self.stream[i] for i in idxs],
                                        batch=EVAL_BATCH)))
+
+
+# One compile per task shape instead of op-by-op dispatch on every edit.
+_make_edit_task = jax.jit(editor.make_edit_task,
+                          static_argnames=("max_neurons",))
