@@ -163,6 +163,7 @@ def run(runtime, edit_config: editor.EditConfig, config: StreamConfig, *,
                              in_axes=(None, 0, 0, 0, 0, 0, 0, None)),
                     static_argnums=7)
   base_key = jax.random.PRNGKey(config.seed)
+  curve_base = None
 
   while not all(prog.finished):
     picks = []
@@ -213,7 +214,9 @@ def run(runtime, edit_config: editor.EditConfig, config: StreamConfig, *,
     state = _append_memories(state, runtime, picks, config)
     prog = prog._replace(rounds=prog.rounds + 1)
     if config.curve_every and prog.rounds % config.curve_every == 0:
-      prog.curve.append(_curve_point(runtime, state, prog, config))
+      curve_base = curve_base or _curve_base(runtime, config)
+      prog.curve.append(_curve_point(runtime, state, prog, config,
+                                     curve_base))
     if mngr is not None and config.checkpoint_every and (
         prog.rounds % config.checkpoint_every == 0 or all(prog.finished)):
       ckpt_lib.save(mngr, prog.rounds, _arrays(state), prog._asdict())
@@ -333,12 +336,16 @@ def _edited(prog: Progress, slot: int) -> List[int]:
   return [r["stream_index"] for r in prog.records if r["fold"] == fold]
 
 
-def _curve_point(runtime, state, prog: Progress,
-                 config: StreamConfig) -> Dict[str, Any]:
-  """Per fold: ER now, and TrainR/TestR on small subsets, for the plot."""
+def _curve_base(runtime, config: StreamConfig) -> Dict[str, float]:
+  """The unedited model's accuracy on the curve subsets (once per run)."""
   empty = patch_lib.init_bank(8, runtime.dim)
-  base = {split: runtime.accuracy(empty, split, limit=config.curve_size)
+  return {split: runtime.accuracy(empty, split, limit=config.curve_size)
           for split in ("train", "test")}
+
+
+def _curve_point(runtime, state, prog: Progress, config: StreamConfig,
+                 base: Dict[str, float]) -> Dict[str, Any]:
+  """Per fold: ER now, and TrainR/TestR on small subsets, for the plot."""
   per_fold = {}
   for slot, fold in enumerate(prog.folds):
     bank = _unstack(state.bank, slot)
