@@ -12,6 +12,8 @@ Two stop rules:
   * "margins" (fast): stop at the first step where the edit is fixed and the
     margins the memory loss asks for already hold: every memory
     pre-activation < beta and every edit pre-activation > max memory + gamma.
+Two more for tests and benchmarks: "success" (stop once the edit is fixed)
+and "steps" (run exactly `max_steps` steps; checks still halve the rate).
 """
 from typing import NamedTuple, Optional
 
@@ -37,6 +39,7 @@ class EditConfig(NamedTuple):
                                   # apply the tail's dropouts while training
   max_steps: int = 2000
   stop_rule: str = "margins"      # "margins" | "val_plateau" | "success"
+                                  # | "steps" (never early: run max_steps)
   check_every: int = 1
   check_start: int = 0            # first step index (0-based) that may stop
   stop_tolerance: float = 1e-3
@@ -154,8 +157,8 @@ def wrong_positions(tail: Tail, bank: PatchBank, queries, targets,
                     target_mask) -> chex.Array:
   """[P] positions the patched model gets wrong (teacher forced, eval)."""
   delta = patch_lib.bank_output(bank, queries, tail.act)
-  logits = tail_lib.tail_logits(tail, queries, delta, jax.random.PRNGKey(0))
-  return tail.wrong_fn(logits, targets, target_mask, 0.0)
+  return tail_lib.tail_objective(tail, queries, delta, jax.random.PRNGKey(0),
+                                 False, targets, target_mask)[1]
 
 
 def make_edit_task(tail: Tail, bank: PatchBank, queries, targets, target_mask,
@@ -189,6 +192,38 @@ def make_edit_task(tail: Tail, bank: PatchBank, queries, targets, target_mask,
       neuron_pos=pos, neuron_mask=neuron_mask)
 
 
+def task_width(num_positions: int, total: int, floor: int = 4) -> int:
+  """Static position count for an edit with `num_positions` target positions.
+
+  Each step costs about in proportion to the positions the tail runs on (a
+  seq2seq head spans the vocabulary), so callers crop a task to its target
+  positions, rounded up to a power of two (at least `floor`, at most `total`):
+  a handful of widths, hence a handful of compiles.
+  """
+  width = max(floor, 1 << max(num_positions - 1, 0).bit_length())
+  return int(min(width, total))
+
+
+def pad_positions(task: EditTask, width: int) -> EditTask:
+  """`task` padded with masked positions to `width` (to stack tasks of
+  different widths, e.g. the folds of one vmapped edit)."""
+  extra = width - task.queries.shape[-2]
+  if extra <= 0:
+    return task
+
+  def pad(a, axis, value=0):
+    widths = [(0, 0)] * a.ndim
+    widths[axis] = (0, extra)
+    return jnp.pad(a, widths, constant_values=value)
+
+  return task._replace(
+      queries=pad(task.queries, -2), noisy_queries=pad(task.noisy_queries, -2),
+      base_delta=pad(task.base_delta, -2),
+      noisy_base_delta=pad(task.noisy_base_delta, -2),
+      targets=pad(task.targets, -1), target_mask=pad(task.target_mask, -1,
+                                                     False))
+
+
 def _copies(task: EditTask, config: EditConfig, rng, train: bool):
   """B copies of the edit's queries (and bank deltas): noisy or clean."""
   b = config.copies
@@ -200,9 +235,10 @@ def _copies(task: EditTask, config: EditConfig, rng, train: bool):
   return q, d
 
 
-def _forward(neurons: Neurons, tail: Tail, task: EditTask, rng, config,
-             train: bool, full: Optional[FullModel]):
-  """(logits [B, P, C], queries [B, P, d]) of B copies with the new neurons."""
+def _objective(neurons: Neurons, tail: Tail, task: EditTask, rng, config,
+               train: bool, full: Optional[FullModel]):
+  """Edit loss, wrong [B, P], unsure [B, P] and queries [B, P, d] of B copies
+  with the new neurons."""
   r_copy, r_tail, r_act = jax.random.split(rng, 3)
   noisy = train and config.noise
 
@@ -214,16 +250,75 @@ def _forward(neurons: Neurons, tail: Tail, task: EditTask, rng, config,
     return act @ neurons.effective_values()
 
   if full is not None:
-    delta_fn = lambda q: (patch_lib.bank_output(full.bank, q, tail.act)
-                          + new_neurons_delta(q))
-    return full.forward_fn(full.model, full.params, full.inputs, delta_fn,
-                           r_tail, noisy, config.copies)
+    return _full_objective(neurons, tail, task, config, noisy, full,
+                           new_neurons_delta, r_tail)
   q, base_delta = _copies(task, config, r_copy, train)          # [B, P, d]
   delta = base_delta + new_neurons_delta(q)
-  logits = jax.vmap(
-      lambda qq, dd, r: tail_lib.tail_logits(tail, qq, dd, r, noisy))(
-          q, delta, jax.random.split(r_tail, q.shape[0]))
-  return logits, q
+  loss, wrong, unsure = jax.vmap(
+      lambda qq, dd, r: tail_lib.tail_objective(
+          tail, qq, dd, r, noisy, task.targets, task.target_mask,
+          config.edit_margin))(q, delta, jax.random.split(r_tail, q.shape[0]))
+  return jnp.mean(loss), wrong, unsure, q
+
+
+def _full_objective(neurons, tail, task, config, noisy, full, new_delta, rng):
+  """`_objective` through the whole model (the reference's way)."""
+  # The reference recomputes the frozen lower layers at every step. In a
+  # deterministic step they do not depend on the loop state, so XLA would
+  # hoist them out of the while loop; tying the parameters to the neurons
+  # keeps them in the loop: this is what an un-cached implementation pays.
+  params, _ = jax.lax.optimization_barrier(
+      (full.params, jax.lax.stop_gradient(neurons.keys)))
+  delta_fn = lambda q: (patch_lib.bank_output(full.bank, q, tail.act)
+                        + new_delta(q))
+  logits, q = full.forward_fn(full.model, params, full.inputs, delta_fn,
+                              rng, noisy, config.copies)
+  loss, wrong, unsure = jax.vmap(lambda lg: tail_lib.logits_objective(
+      tail, lg, task.targets, task.target_mask, config.edit_margin))(logits)
+  return jnp.mean(loss), wrong, unsure, q
+
+
+class _EditTerms(NamedTuple):
+  """Everything of a loss evaluation except the memory terms."""
+  edit: chex.Array
+  act: chex.Array
+  wrong: chex.Array
+  unsure: chex.Array
+  alpha: chex.Array
+  alpha_mask: chex.Array
+
+
+def _edit_terms(neurons, tail, task, rng, config, train, full) -> _EditTerms:
+  edit_loss, wrong, unsure, q = _objective(neurons, tail, task, rng, config,
+                                           train, full)
+  # alpha[b, i]: neuron i's pre-activation at its own position on copy b.
+  q_at = q[:, task.neuron_pos, :]                                # [B, n, d]
+  alpha = jnp.einsum("bnd,nd->bn", q_at, neurons.keys) + neurons.biases
+  alpha_mask = jnp.broadcast_to(task.neuron_mask, alpha.shape)
+  act_loss = losses.activation_loss(alpha, alpha_mask, config.act_k,
+                                    config.act_margin)
+  return _EditTerms(edit_loss, act_loss, wrong, unsure, alpha, alpha_mask)
+
+
+def _memory_terms(neurons: Neurons, task: EditTask, memory: Memory,
+                  terms: _EditTerms, config: EditConfig):
+  """(l_m1, l_m2, largest memory pre-activation) on each neuron's top rows."""
+  top, top_mask = memory_lib.top_pre_activations(
+      memory, neurons.keys, neurons.biases, max(config.mem_k1, config.mem_k2))
+  top_mask = top_mask & task.neuron_mask[:, None]
+  mem1, mem2 = losses.memory_loss_top(
+      top, top_mask, terms.alpha, terms.alpha_mask, k1=config.mem_k1,
+      k2=config.mem_k2, gamma=config.gamma, beta=config.beta)
+  return mem1, mem2, jnp.max(jnp.where(top_mask, top, -jnp.inf))
+
+
+def _combine(terms: _EditTerms, mem1, mem2, max_h,
+             config: EditConfig) -> LossParts:
+  total = terms.edit + config.act_weight * terms.act + config.mem_weight * (
+      mem1 + mem2)
+  min_alpha = jnp.min(jnp.where(terms.alpha_mask, terms.alpha, jnp.inf))
+  return LossParts(total, terms.edit, terms.act, mem1, mem2, terms.wrong,
+                   terms.unsure, min_alpha, max_h)
 
 
 def loss_parts(neurons: Neurons, tail: Tail, task: EditTask, memory: Memory,
@@ -234,32 +329,9 @@ def loss_parts(neurons: Neurons, tail: Tail, task: EditTask, memory: Memory,
   With `full`, the logits and queries come from the whole model (the
   reference's way) instead of the cached tail; everything else is shared.
   """
-  logits, q = _forward(neurons, tail, task, rng, config, train, full)
-  edit_loss = jnp.mean(jax.vmap(
-      lambda lg: tail.loss_fn(lg, task.targets, task.target_mask))(logits))
-  wrong = jax.vmap(
-      lambda lg: tail.wrong_fn(lg, task.targets, task.target_mask, 0.0))(
-          logits)
-  unsure = jax.vmap(lambda lg: tail.wrong_fn(
-      lg, task.targets, task.target_mask, config.edit_margin))(logits)
-
-  # alpha[b, i]: neuron i's pre-activation at its own position on copy b.
-  q_at = q[:, task.neuron_pos, :]                                # [B, n, d]
-  alpha = jnp.einsum("bnd,nd->bn", q_at, neurons.keys) + neurons.biases
-  alpha_mask = jnp.broadcast_to(task.neuron_mask, alpha.shape)
-  act_loss = losses.activation_loss(alpha, alpha_mask, config.act_k,
-                                    config.act_margin)
-  h, h_mask = memory_lib.pre_activations(memory, neurons.keys, neurons.biases)
-  h_mask = h_mask & task.neuron_mask[None, :]
-  mem1, mem2 = losses.memory_loss(h, h_mask, alpha, alpha_mask,
-                                  k1=config.mem_k1, k2=config.mem_k2,
-                                  gamma=config.gamma, beta=config.beta)
-  total = edit_loss + config.act_weight * act_loss + config.mem_weight * (
-      mem1 + mem2)
-  min_alpha = jnp.min(jnp.where(alpha_mask, alpha, jnp.inf))
-  max_h = jnp.max(jnp.where(h_mask, h, -jnp.inf))
-  return LossParts(total, edit_loss, act_loss, mem1, mem2, wrong, unsure,
-                   min_alpha, max_h)
+  terms = _edit_terms(neurons, tail, task, rng, config, train, full)
+  return _combine(terms, *_memory_terms(neurons, task, memory, terms, config),
+                  config)
 
 
 def init_state(neurons: Neurons, rng: chex.PRNGKey,
@@ -316,9 +388,9 @@ def initial_neurons(tail: Tail, task: EditTask, rng: chex.PRNGKey,
                                   amplifier=config.amplifier)
 
   def edit_loss_of_delta(extra):
-    logits = tail_lib.tail_logits(tail, task.queries,
-                                  task.base_delta + extra, rng)
-    return tail.loss_fn(logits, task.targets, task.target_mask)
+    return tail_lib.tail_objective(tail, task.queries, task.base_delta + extra,
+                                   rng, False, task.targets,
+                                   task.target_mask)[0]
 
   g = jax.grad(edit_loss_of_delta)(jnp.zeros_like(task.queries))[
       task.neuron_pos]                                            # [n, d]
@@ -361,7 +433,8 @@ class _Loop(NamedTuple):
 
 def edit(tail: Tail, bank: PatchBank, task: EditTask, memory: Memory,
          val_memory: Memory, rng: chex.PRNGKey, edit_id,
-         config: EditConfig = EditConfig(), full: Optional[FullModel] = None):
+         config: EditConfig = EditConfig(), full: Optional[FullModel] = None,
+         num_steps=None):
   """Fix one mistake: train new neurons, merge them into the bank.
 
   Args:
@@ -375,6 +448,9 @@ def edit(tail: Tail, bank: PatchBank, task: EditTask, memory: Memory,
     config: static settings (`parity_config()` / `fast_config()`).
     full: run the whole model at every step instead of the cached tail (the
       reference's cost; for benchmarks and equivalence tests).
+    num_steps: optional traced cap on the steps (at most `config.max_steps`);
+      with stop_rule "steps" the edit runs exactly this many, e.g. to replay
+      another run's step count without a recompile.
 
   Returns:
     (bank, EditStats). A failed edit's neurons are merged only if
@@ -383,6 +459,8 @@ def edit(tail: Tail, bank: PatchBank, task: EditTask, memory: Memory,
   r_init, r_loop, r_eval = jax.random.split(rng, 3)
   neurons = initial_neurons(tail, task, r_init, config)
   state0 = init_state(neurons, r_loop, config)
+  if config.stop_rule not in ("margins", "val_plateau", "success", "steps"):
+    raise ValueError(f"unknown stop_rule {config.stop_rule!r}")
   # Margins checked inside the step are exact only for a deterministic step.
   check_in_step = config.stop_rule in ("margins", "success") and not (
       config.noise)
@@ -390,6 +468,14 @@ def edit(tail: Tail, bank: PatchBank, task: EditTask, memory: Memory,
   def eval_parts(n, mem):
     return loss_parts(n, tail, task, mem, r_eval, config, train=False,
                       full=full)
+
+  def eval_both(n):
+    """Eval parts on the train memory and the val-memory loss: one forward."""
+    terms = _edit_terms(n, tail, task, r_eval, config, False, full)
+    parts = _combine(terms, *_memory_terms(n, task, memory, terms, config),
+                     config)
+    vm1, vm2, _ = _memory_terms(n, task, val_memory, terms, config)
+    return parts, vm1 + vm2
 
   def stop_now(parts):
     ok = _success(parts)
@@ -414,15 +500,18 @@ def edit(tail: Tail, bank: PatchBank, task: EditTask, memory: Memory,
 
     def check(args):
       plateau, lr, best_val, n_ok = args
-      ev = eval_parts(new_state.neurons, memory)
+      if config.stop_rule == "val_plateau":
+        ev, val_mem = eval_both(new_state.neurons)
+      else:
+        ev = eval_parts(new_state.neurons, memory)
       plateau, lr = _plateau_update(plateau, lr, ev.edit, config)
       ok = _success(ev) & (step >= config.check_start)
       if config.stop_rule == "val_plateau":
-        vm = eval_parts(new_state.neurons, val_memory)
-        val_mem = vm.mem1 + vm.mem2
         stop = ok & (n_ok > 0) & ~(val_mem < best_val - config.stop_tolerance)
         best_val = jnp.where(ok, jnp.minimum(best_val, val_mem), best_val)
         n_ok = n_ok + ok.astype(jnp.int32)
+      elif config.stop_rule == "steps":
+        stop = jnp.zeros((), bool)
       else:
         stop = ok & (_margins_ok(ev, config) if config.stop_rule == "margins"
                      else True)
@@ -436,8 +525,11 @@ def edit(tail: Tail, bank: PatchBank, task: EditTask, memory: Memory,
         is_check, check, no_check, (plateau, new_state.lr, best_val, n_ok))
     return _Loop(new_state._replace(lr=lr), plateau, best_val, n_ok, done)
 
+  limit = config.max_steps if num_steps is None else jnp.minimum(
+      jnp.asarray(num_steps, jnp.int32), config.max_steps)
+
   def cond(loop: _Loop):
-    return (~loop.done) & (loop.state.step < config.max_steps)
+    return (~loop.done) & (loop.state.step < limit)
 
   loop0 = _Loop(state0, _Plateau(jnp.asarray(jnp.inf, jnp.float32),
                                  jnp.zeros((), jnp.int32)),

@@ -47,26 +47,40 @@ def memory_loss(h: chex.Array, h_mask: chex.Array, alpha: chex.Array,
          pre-activations stay below beta.
   The reference's top-1000 over 8 duplicated copies of h equals k2=125 here.
 
-  Only the top-k1 memory rows of each neuron can enter l_m1's top-k1 (for a
-  fixed (b, i) the term grows with h[m, i]), so l_m1 is computed exactly on a
-  [k1, B, n] candidate set instead of the full [M, B, n] tensor.
+  Only each neuron's top-max(k1, k2) memory values can enter either top-k
+  (for a fixed (b, i) the l_m1 term grows with h[m, i]), so both are computed
+  exactly on that candidate set (`memory_loss_top`).
 
   Args:
     h: [M, n] memory pre-activations; h_mask: [M, n] valid entries.
     alpha: [B, n] edit pre-activations; alpha_mask: [B, n] valid entries.
   """
   chex.assert_equal_shape([h, h_mask])
+  kc = min(max(k1, k2), h.shape[0])
+  top, idx = jax.lax.top_k(jnp.where(h_mask, h, -jnp.inf).T, kc)  # [n, kc]
+  top_mask = jnp.take_along_axis(h_mask.T, idx, axis=1)
+  return memory_loss_top(top, top_mask, alpha, alpha_mask, k1=k1, k2=k2,
+                         gamma=gamma, beta=beta)
+
+
+def memory_loss_top(top: chex.Array, top_mask: chex.Array, alpha: chex.Array,
+                    alpha_mask: chex.Array, *, k1: int = 1000, k2: int = 125,
+                    gamma: float = 3.0, beta: float = -3.0):
+  """`memory_loss` from each neuron's largest memory pre-activations.
+
+  Args:
+    top: [n, kc] a superset of each neuron's top-max(k1, k2) values of h (in
+      any order), e.g. from `memory.top_pre_activations`; top_mask: [n, kc].
+    alpha, alpha_mask: [B, n] as in `memory_loss`.
+  """
+  chex.assert_equal_shape([top, top_mask])
   chex.assert_equal_shape([alpha, alpha_mask])
-  m = h.shape[0]
-  kc = min(k1, m)
-  masked_h = jnp.where(h_mask, h, -jnp.inf)
-  cand, idx = jax.lax.top_k(masked_h.T, kc)                 # [n, kc]
-  cand_mask = jnp.take_along_axis(h_mask.T, idx, axis=1)    # [n, kc]
-  terms = cand.T[:, None, :] - alpha[None, :, :] + gamma    # [kc, B, n]
-  terms_mask = cand_mask.T[:, None, :] & alpha_mask[None, :, :]
+  terms = top.T[:, None, :] - alpha[None, :, :] + gamma       # [kc, B, n]
+  terms_mask = top_mask.T[:, None, :] & alpha_mask[None, :, :]
   l_m1 = top_mean(jnp.exp(jnp.where(terms_mask, terms, -jnp.inf)), k1,
                   terms_mask)
-  l_m2 = top_mean(jnp.exp(jnp.where(h_mask, h - beta, -jnp.inf)), k2, h_mask)
+  l_m2 = top_mean(jnp.exp(jnp.where(top_mask, top - beta, -jnp.inf)), k2,
+                  top_mask)
   return l_m1, l_m2
 
 

@@ -6,6 +6,7 @@ appending after every edit never changes a shape inside jit.
 from typing import NamedTuple
 
 import chex
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -87,3 +88,22 @@ def pre_activations(memory: Memory, keys, biases):
   h = memory.queries @ keys.T + biases
   return h, jnp.broadcast_to(memory.mask[:, None], h.shape)
 
+
+
+def top_pre_activations(memory: Memory, keys, biases, k: int):
+  """Each neuron's k largest pre-activations on valid rows: h [n, k], mask.
+
+  Rows are chosen without gradient in one pass over the buffer, then h is
+  recomputed on the gathered rows: the backward pass touches k rows per
+  neuron instead of the whole memory (no [M, n] top-k scatter, no second
+  read of the buffer). Exact for any loss that sees h only through each
+  neuron's top-k values, as the memory loss does (`losses.memory_loss_top`).
+  The mask is False where fewer than k rows are valid.
+  """
+  k = min(k, memory.queries.shape[0])
+  scores = jax.lax.stop_gradient(keys @ memory.queries.T + biases[:, None])
+  scores = jnp.where(memory.mask[None, :], scores, -jnp.inf)     # [n, M]
+  _, idx = jax.lax.top_k(scores, k)                              # [n, k]
+  rows = memory.queries[idx]                                     # [n, k, d]
+  h = jnp.einsum("nkd,nd->nk", rows, keys) + biases[:, None]
+  return h, memory.mask[idx]

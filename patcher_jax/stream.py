@@ -178,6 +178,8 @@ def run(runtime, edit_config: editor.EditConfig, config: StreamConfig, *,
     template = next(p for p in picks if p is not None)[1]
     tasks = [p[1] if p is not None else _empty_like_task(template)
              for p in picks]
+    width = max(t.queries.shape[-2] for t in tasks)   # tasks may be cropped
+    tasks = [editor.pad_positions(t, width) for t in tasks]
     keys = jnp.stack([jax.random.fold_in(
         base_key, 10_000 * folds[slot] + prog.edits[slot]) for slot in range(n)])
     ids = jnp.asarray(prog.edits, jnp.int32)

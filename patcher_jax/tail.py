@@ -10,7 +10,7 @@ A `Tail` holds the frozen parameters plus the model-specific head and the
 task-specific loss; the editor calls `tail_logits` and knows nothing else of
 the model. Adapters (`patcher_jax.adapters`) build Tails.
 """
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import chex
 from flax import struct
@@ -26,6 +26,10 @@ LossFn = Callable[[chex.Array, chex.Array, chex.Array], chex.Array]
 # wrong(logits [P, C], targets [P], mask [P], margin) -> [P] bool; masked
 # positions are never wrong; margin > 0 also flags right-but-unsure positions.
 WrongFn = Callable[[chex.Array, chex.Array, chex.Array, float], chex.Array]
+# objective(head_params, hidden [P, d], targets [P], mask [P], margin) ->
+#   (loss, wrong [P], unsure [P]): loss_fn, wrong_fn(0) and wrong_fn(margin)
+#   of the eval-mode head's logits, fused (e.g. one pass over a big LM head).
+ObjectiveFn = Callable[..., Any]
 
 
 @struct.dataclass
@@ -41,6 +45,8 @@ class Tail:
     activation_dropout: dropout on the FFN activations, patch included.
     head_dropout: dropout inside the head (BERT's classifier dropout).
     act: the FFN activation (also the patch's).
+    objective_fn: optional fused head + loss + wrong (see ObjectiveFn); used
+      by `tail_objective` when the head has no dropout to apply.
   """
   ffn: Any
   head: Any
@@ -52,6 +58,8 @@ class Tail:
   activation_dropout: float = struct.field(pytree_node=False, default=0.0)
   head_dropout: float = struct.field(pytree_node=False, default=0.0)
   act: Callable = struct.field(pytree_node=False, default=patch_lib.gelu)
+  objective_fn: Optional[ObjectiveFn] = struct.field(pytree_node=False,
+                                                     default=None)
 
 
 def dropout(rng: chex.PRNGKey, x: chex.Array, rate: float) -> chex.Array:
@@ -92,3 +100,26 @@ def tail_logits(tail: Tail, q: chex.Array, delta: chex.Array,
   r_ffn, r_head = jax.random.split(rng)
   hidden = ffn_hidden(tail, q, delta, r_ffn, train)
   return tail.head_fn(tail.head, hidden, r_head, train, tail.head_dropout)
+
+
+def tail_objective(tail: Tail, q: chex.Array, delta: chex.Array,
+                   rng: chex.PRNGKey, train: bool, targets: chex.Array,
+                   mask: chex.Array, margin: float = 0.0):
+  """(edit loss, wrong [P], unsure [P]) of the patched model at queries q [P, d].
+
+  What `tail.loss_fn` / `tail.wrong_fn` say of `tail_logits`, but through the
+  tail's fused objective when it has one (the same noise: rngs split alike).
+  """
+  r_ffn, r_head = jax.random.split(rng)
+  hidden = ffn_hidden(tail, q, delta, r_ffn, train)
+  if tail.objective_fn is not None and not (train and tail.head_dropout > 0):
+    return tail.objective_fn(tail.head, hidden, targets, mask, margin)
+  logits = tail.head_fn(tail.head, hidden, r_head, train, tail.head_dropout)
+  return logits_objective(tail, logits, targets, mask, margin)
+
+
+def logits_objective(tail: Tail, logits, targets, mask, margin: float = 0.0):
+  """(loss, wrong, unsure) of given logits [P, C]."""
+  return (tail.loss_fn(logits, targets, mask),
+          tail.wrong_fn(logits, targets, mask, 0.0),
+          tail.wrong_fn(logits, targets, mask, margin))

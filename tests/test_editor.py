@@ -198,3 +198,58 @@ def test_full_model_path_gives_the_same_patch(tiny_bart):
   assert bool(cached.success) and bool(full_stats.success)
   assert int(cached.steps) == int(full_stats.steps)
   chex.assert_trees_all_close(cached_bank, full_bank, atol=2e-3, rtol=1e-3)
+
+
+def test_steps_rule_replays_a_stopped_edit(tiny_bert):
+  """stop_rule="steps" with a traced num_steps runs exactly that many steps:
+  replaying the margins rule's step count gives its patch (one compile)."""
+  tail, q, targets, mask, memory, _ = _bert_setup(tiny_bert)
+  bank = pj.init_bank(8, 32)
+  task = _bert_task(tail, bank, q, targets, mask)
+  traces = []
+
+  def counted(*args, config, num_steps=None):
+    traces.append(config)
+    return pj.edit(*args, config=config, num_steps=num_steps)
+
+  run = jax.jit(counted, static_argnames="config")
+  config = pj.fast_config()
+  want_bank, want = run(tail, bank, task, memory, memory,
+                        jax.random.PRNGKey(0), 0, config=config)
+  steps = int(want.steps)
+  forced = config._replace(stop_rule="steps", check_every=10**9)
+  for n in (steps, steps + 3):
+    got_bank, got = run(tail, bank, task, memory, memory,
+                        jax.random.PRNGKey(0), 0, config=forced,
+                        num_steps=n)
+    assert int(got.steps) == n
+  got_bank, got = run(tail, bank, task, memory, memory, jax.random.PRNGKey(0),
+                      0, config=forced, num_steps=steps)
+  chex.assert_trees_all_close(got_bank, want_bank, atol=1e-6)
+  assert len(traces) == 2          # one per config, not per num_steps
+
+
+def test_cropped_and_padded_tasks_give_the_same_edit(tiny_bart):
+  """A seq2seq task cropped to its target positions, or padded with masked
+  ones (to stack with wider tasks), trains the same neurons."""
+  t = tiny_bart
+  _, q = bart.forward(t.model, t.params, *t.batch())
+  tail = bart.make_tail(t.config, t.params)
+  memory = pj.init_memory(q[1:].reshape(-1, 32), 64)
+  config = pj.fast_config(mem_weight=10.0)
+  bank = pj.init_bank(8, 32)
+  tmask = jnp.array([True, True, True, False, False])
+  full = pj.make_edit_task(tail, bank, q[0], t.labels[0], tmask,
+                           max_neurons=5)
+  width = editor.task_width(3, 5, floor=1)
+  assert width == 4
+  cropped = pj.make_edit_task(tail, bank, q[0][:width], t.labels[0][:width],
+                              tmask[:width], max_neurons=5)
+  padded = editor.pad_positions(cropped, 8)
+  chex.assert_shape(padded.queries, (8, 32))
+  results = [pj.edit(tail, bank, task, memory, memory, jax.random.PRNGKey(0),
+                     0, config=config) for task in (full, cropped, padded)]
+  assert bool(results[0][1].success)
+  for got in results[1:]:
+    assert int(got[1].steps) == int(results[0][1].steps)
+    chex.assert_trees_all_close(got[0], results[0][0], atol=1e-5, rtol=1e-5)

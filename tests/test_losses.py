@@ -95,3 +95,36 @@ def test_losses_have_finite_gradients_with_masks():
     return l1 + l2 + losses.activation_loss(a[None], mask[:1])
   g = jax.grad(f)(jnp.array([0.3, -0.2]))
   assert np.all(np.isfinite(np.asarray(g)))
+
+
+def test_memory_loss_on_top_rows_equals_dense_values_and_gradients():
+  """Top rows chosen without gradient, h recomputed on them: the same loss
+  and the same key/bias gradients as the dense [M, n] formula (padding rows,
+  fewer valid rows than k for one setting, a masked neuron)."""
+  from patcher_jax import memory as memory_lib
+  k = jax.random.split(jax.random.PRNGKey(3), 4)
+  alpha = jax.random.normal(k[2], (2, 3))
+  alpha_mask = jnp.ones((2, 3), bool).at[:, 2].set(False)
+  for m_valid, kc in [(300, 50), (40, 50)]:
+    queries = jax.random.normal(k[0], (m_valid, 8))
+    memory = memory_lib.init_memory(queries, capacity=512)
+    keys = jax.random.normal(k[1], (3, 8))
+    biases = jnp.array([0.1, -0.2, 0.3])
+
+    def dense(kb):
+      h, h_mask = memory_lib.pre_activations(memory, *kb)
+      h_mask = h_mask & alpha_mask[0][None, :]
+      return sum(losses.memory_loss(h, h_mask, alpha, alpha_mask, k1=kc,
+                                    k2=7))
+
+    def top(kb):
+      h, h_mask = memory_lib.top_pre_activations(memory, *kb, kc)
+      h_mask = h_mask & alpha_mask[0][:, None]
+      return sum(losses.memory_loss_top(h, h_mask, alpha, alpha_mask, k1=kc,
+                                        k2=7))
+
+    chex.assert_trees_all_close(top((keys, biases)), dense((keys, biases)),
+                                rtol=1e-5)
+    chex.assert_trees_all_close(jax.grad(top)((keys, biases)),
+                                jax.grad(dense)((keys, biases)),
+                                rtol=1e-4, atol=1e-6)

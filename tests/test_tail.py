@@ -3,6 +3,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from patcher_jax import objectives
 from patcher_jax import patch as patch_lib
 from patcher_jax import tail as tail_lib
 from patcher_jax.adapters import bart, bert
@@ -75,3 +76,29 @@ def test_noisy_queries_vary_and_center_on_clean(tiny_bert):
                             jax.random.PRNGKey(0), 16)
   chex.assert_shape(pool, (16, 1, 32))
   assert float(jnp.std(pool[:, 0], axis=0).mean()) > 0
+
+
+def test_bart_fused_objective_equals_logits_path(tiny_bart):
+  """One pass over the chunked LM head == loss/wrong/unsure of the logits,
+  values and gradient (chunks that do not divide the vocabulary, masks)."""
+  t = tiny_bart
+  _, q = bart.forward(t.model, t.params, *t.batch())
+  tail = bart.make_tail(t.config, t.params)
+  kernel = (tail.head["kernel"] if "kernel" in tail.head
+            else tail.head["embedding"].T)                 # tied: [d, V]
+  tail = tail.replace(head=dict(tail.head, fused=objectives.chunk_linear_head(
+      kernel, tail.head["final_logits_bias"][0], chunk=48)))
+  unfused = tail.replace(objective_fn=None)
+  delta = patch_lib.bank_output(_bank(32), q[0])
+  mask = jnp.array([True, True, False, True, True])
+  logits = tail_lib.tail_logits(tail, q[0], delta, jax.random.PRNGKey(0))
+  # targets: two right tokens (one by a small lead), the rest wrong
+  targets = jnp.argmax(logits, -1).at[3].set(7).at[4].set(11)
+  for margin in (0.0, 1e3):
+    fn = lambda tl, dd: tail_lib.tail_objective(
+        tl, q[0], dd, jax.random.PRNGKey(0), False, targets, mask, margin)
+    got, want = fn(tail, delta), fn(unfused, delta)
+    chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-6)
+    grad = lambda tl: jax.grad(lambda dd: fn(tl, dd)[0])(delta)
+    chex.assert_trees_all_close(grad(tail), grad(unfused), atol=1e-6)
+  assert bool(got[2][:2].all()) and not bool(got[1][:2].any())

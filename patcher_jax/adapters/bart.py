@@ -37,6 +37,11 @@ def _untied_lm_head(head, hidden, rng, train, rate):
   return hidden @ head["kernel"] + head["final_logits_bias"][0]
 
 
+def _fused_objective(head, hidden, targets, mask, margin):
+  return objectives.fused_seq2seq_objective(head["fused"], hidden, targets,
+                                            mask, margin)
+
+
 def make_tail(config, params) -> tail_lib.Tail:
   """The frozen top of a BART: last decoder FFN + LayerNorm + LM head."""
   if config.activation_function != "gelu":
@@ -50,15 +55,20 @@ def make_tail(config, params) -> tail_lib.Tail:
     head = {"embedding": params["model"]["shared"]["embedding"],
             "final_logits_bias": bias}
     head_fn = _lm_head
+    kernel = head["embedding"].T
   else:
     head = {"kernel": params["lm_head"]["kernel"], "final_logits_bias": bias}
     head_fn = _untied_lm_head
+    kernel = head["kernel"]
+  # The edit loop reads the LM head once per step through the fused
+  # objective (a chunked copy; see objectives.chunk_linear_head).
+  head["fused"] = objectives.chunk_linear_head(kernel, bias[0])
   return tail_lib.Tail(
       ffn=ffn, head=head, head_fn=head_fn,
       loss_fn=objectives.seq2seq_loss, wrong_fn=objectives.argmax_wrong,
       norm_eps=BART_NORM_EPS, hidden_dropout=config.dropout,
       activation_dropout=config.activation_dropout, head_dropout=0.0,
-      act=patch_lib.gelu)
+      act=patch_lib.gelu, objective_fn=_fused_objective)
 
 
 def forward(model, params, input_ids, attention_mask, decoder_input_ids,

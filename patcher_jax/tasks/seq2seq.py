@@ -139,10 +139,15 @@ class Seq2SeqRuntime:
           "decoder_attention_mask")]
       noisy = bart.noisy_queries(self.model, self.params, *arrays, rng,
                                  noise_samples)
+    # Crop to the answer positions (the mask is a prefix): each step runs the
+    # LM head on every position it is given.
+    mask = np.asarray(enc["label_mask"][i], bool)
+    width = editor.task_width(int(mask.sum()), mask.shape[0])
+    if noisy is not None:
+      noisy = noisy[:, :width]
     task = _make_edit_task(
-        self.tail, bank, self.q_stream[i], enc["labels"][i],
-        np.asarray(enc["label_mask"][i], bool), noisy_queries=noisy,
-        max_neurons=self.max_neurons)
+        self.tail, bank, self.q_stream[i][:width], enc["labels"][i][:width],
+        mask[:width], noisy_queries=noisy, max_neurons=self.max_neurons)
     return task if bool(task.neuron_mask.any()) else None
 
   def after_edit(self, bank, i: int):
