@@ -100,14 +100,16 @@ def _synthetic_records(n=96):
 
 def test_training_learns_and_is_reproducible(tok):
   cfg, params = _tiny()
-  texts, labels = tc.training_texts(_synthetic_records(), True)
+  texts, labels, groups = tc.training_texts(_synthetic_records(), True)
   assert len(texts) == 192 and labels.mean() == 0.5
+  np.testing.assert_array_equal(groups[:4], [0, 0, 1, 1])
   settings = tc.ClassifierSettings(frozen_layers=1, learning_rate=3e-3,
-                                   warmup_steps=5, batch_size=16, epochs=4,
+                                   warmup_steps=5, batch_size=16, epochs=8,
                                    seed=1)
-  new, info = tc.train_classifier(cfg, params, tok, texts, labels, settings,
-                                  show_progress=False)
+  new, info = tc.train_classifier(cfg, params, tok, texts, labels, groups,
+                                  settings, show_progress=False)
   assert info["train_acc"] == 1.0, info
+  assert info["num_groups"] == 96
   model = tc.classifier_model(cfg)
   logits = tc.predict_logits(model, new, tok, texts)
   assert tc.accuracy(logits, labels) == 1.0
@@ -120,18 +122,18 @@ def test_training_learns_and_is_reproducible(tok):
   assert not np.allclose(new["bert"]["encoder"]["layer"]["1"]["output"]
                          ["dense"]["kernel"], params["bert"]["encoder"]["layer"]
                          ["1"]["output"]["dense"]["kernel"])
-  again, _ = tc.train_classifier(cfg, params, tok, texts, labels, settings,
-                                 show_progress=False)
+  again, _ = tc.train_classifier(cfg, params, tok, texts, labels, groups,
+                                 settings, show_progress=False)
   chex.assert_trees_all_equal(again, new)
 
 
 def test_full_finetune_path_trains_all_but_word_embeddings(tok):
   cfg, params = _tiny()
-  texts, labels = tc.training_texts(_synthetic_records(32), False)
+  texts, labels, _ = tc.training_texts(_synthetic_records(32), False)
   settings = tc.ClassifierSettings(frozen_layers=0, warmup_steps=1,
                                    batch_size=16, epochs=1)
-  new, info = tc.train_classifier(cfg, params, tok, texts, labels, settings,
-                                  show_progress=False)
+  new, info = tc.train_classifier(cfg, params, tok, texts, labels,
+                                  settings=settings, show_progress=False)
   assert info["steps"] == 2 and np.isfinite(info["final_running_loss"])
   emb, old = new["bert"]["embeddings"], params["bert"]["embeddings"]
   np.testing.assert_array_equal(emb["word_embeddings"]["embedding"],

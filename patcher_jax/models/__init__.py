@@ -6,5 +6,7 @@ Modules (one concept each):
   qa_format         seq2seq data format, answer normalisation, greedy decoding
   train_classifier  fine-tune the FEVER classifier
   train_seq2seq     fine-tune the zsRE seq2seq
-  base_cache        Orbax cache: load_or_train_base(...)
+  train_utils       optimiser, length buckets, batching, progress metrics
+  base_eval         split metrics (accuracy / exact match, edit mistakes)
+  base_cache        Orbax cache: load_or_train_base(...) -> BaseModel
 """

@@ -42,7 +42,7 @@ from patcher_jax.models import qa_format
 from patcher_jax.models import train_classifier as tc
 from patcher_jax.models import train_seq2seq as ts
 
-RECIPE_VERSION = 1  # bump when training code changes results
+RECIPE_VERSION = 2  # bump when training code changes results
 TASKS = ("fever", "zsre")
 _QA_MAX_SRC = 64
 
@@ -287,13 +287,15 @@ def train_base(task: str, benchmark, model_dir: Optional[str] = None,
   if needs:
     if task == "fever":
       texts, labels, groups = tc.training_texts(
-          benchmark.train, settings.train_on_rephrases, trainable)
+          benchmark.train, settings.train_on_rephrases, trainable,
+          settings.max_rephrases)
       params, train_info = tc.train_classifier(
           config, params, tokenizer, texts, labels, groups, settings,
           show_progress)
     else:
       qs, ans, groups = ts.training_pairs(
-          benchmark.train, settings.train_on_rephrases, trainable)
+          benchmark.train, settings.train_on_rephrases, trainable,
+          settings.max_rephrases)
       params, train_info = ts.train_seq2seq(
           model, params, tokenizer, qs, ans, groups, settings, show_progress)
     train_info["trained"] = True

@@ -8,7 +8,8 @@ prediction (a confidence penalty).
 
 Speed on 2 CPU cores: the lower ``frozen_layers`` encoder layers (and the
 embeddings) can be frozen; their output is then computed once per training
-text and only the top layers, pooler and head run each step. Inputs are
+text and only the top layers, pooler and head run each step (the top layer on
+[CLS] only: nothing else reaches the pooler). Inputs are
 padded to length buckets (multiples of ``length_multiple``), one compiled step
 per bucket. The word-embedding table (half of MiniLM's weights) is frozen by
 default: updating 11.7M rarely-used rows each step costs more than it gives.
@@ -30,19 +31,30 @@ Params = Dict[str, Any]
 
 
 class ClassifierSettings(NamedTuple):
-  """Training recipe of the FEVER classifier (all of it enters the cache key)."""
+  """Training recipe of the FEVER classifier (all of it enters the cache key).
+
+  Default: only the top encoder layer (run on [CLS] only), the pooler and the
+  head train; layers 0-4 are frozen and computed once per training text. On
+  the embedded benchmark this reached train accuracy 0.997 in about 5 minutes
+  where training the top 3 layers or the whole model reached 0.60-0.66 in
+  9-15 minutes (README.md).
+  """
   seed: int = 0
-  frozen_layers: int = 0  # lower encoder layers frozen and computed once
+  frozen_layers: int = 5  # lower encoder layers frozen and computed once
   train_word_embeddings: bool = False
-  learning_rate: float = 1e-4
+  learning_rate: float = 3e-4
   weight_decay: float = 0.01
   warmup_steps: int = 100
   batch_size: int = 32
-  epochs: float = 3.0  # passes over records, one random phrasing each
+  epochs: float = 25.0  # passes over records, one random phrasing each
   entropy_weight: float = 0.1  # reference: loss = BCE - 0.1 * entropy
+  # Dropout off while training the base model: memorising facts is faster.
+  # The config keeps BERT's rates (0.1) for the editor.
+  train_dropout: bool = False
   length_multiple: int = 8
   max_len: int = 64  # cap; the actual padding is sized from the data
   train_on_rephrases: bool = True  # also the records' trainable rephrases
+  max_rephrases: Optional[int] = 2  # at most this many of them per record
   max_seconds: Optional[float] = None  # hard stop (breaks reproducibility)
   eval_batch_size: int = 128
 
@@ -86,11 +98,33 @@ def init_classifier(bert_params: Params, bert_config, seed: int = 0
   return cfg, jax.tree.map(lambda x: jnp.array(x, jnp.float32), params)
 
 
+class ClsOnlyBertLayer(nn.Module):
+  """A ``FlaxBertLayer`` that computes only position 0 ([CLS]).
+
+  Same sub-modules and parameter names as ``FlaxBertLayer``; the [CLS] query
+  attends over all positions (keys/values of every token, via the attention's
+  ``key_value_states`` path). In the top layer only [CLS] reaches the pooler,
+  so this is exact and skips the other positions' FFN and attention queries.
+  """
+  config: Any
+
+  @nn.compact
+  def __call__(self, x, mask, deterministic: bool = True):
+    from transformers.models.bert import modeling_flax_bert as fb  # pylint: disable=g-import-not-at-top
+    cls = x[:, :1]
+    attn = fb.FlaxBertAttention(self.config, name="attention")(
+        cls, mask, None, key_value_states=x, deterministic=deterministic)[0]
+    h = fb.FlaxBertIntermediate(self.config, name="intermediate")(attn)
+    return fb.FlaxBertOutput(self.config, name="output")(
+        h, attn, deterministic=deterministic)
+
+
 class BertSlice(nn.Module):
   """Layers [start, stop) of the classifier, optionally with embeddings/head.
 
   Built from the same transformers sub-modules, so ``BertSlice(0, L, True,
   True)`` computes exactly ``FlaxBertForSequenceClassification``'s logits.
+  With the head, the last layer runs on [CLS] only (``ClsOnlyBertLayer``).
   Parameter names are flat (``embeddings``, ``layer_3``, ``pooler``,
   ``classifier``); ``to_slice`` / ``from_slice`` convert.
   """
@@ -110,8 +144,11 @@ class BertSlice(nn.Module):
       x = fb.FlaxBertEmbeddings(cfg, name="embeddings")(
           ids, jnp.zeros_like(ids), pos, mask, deterministic=deterministic)
     for i in range(self.start, self.stop):
-      x = fb.FlaxBertLayer(cfg, name=f"layer_{i}")(
-          x, mask, None, deterministic=deterministic)[0]
+      if self.head and i == self.stop - 1:
+        x = ClsOnlyBertLayer(cfg, name=f"layer_{i}")(x, mask, deterministic)
+      else:
+        x = fb.FlaxBertLayer(cfg, name=f"layer_{i}")(
+            x, mask, None, deterministic=deterministic)[0]
     if not self.head:
       return x
     pooled = fb.FlaxBertPooler(cfg, name="pooler")(x)
@@ -230,7 +267,8 @@ def _jitted_forward(model):
 
 
 def training_texts(records, train_on_rephrases: bool,
-                   trainable_rephrases=None
+                   trainable_rephrases=None,
+                   max_rephrases: Optional[int] = None
                    ) -> Tuple[list, np.ndarray, np.ndarray]:
   """(texts, labels, groups): each record's input, plus its trainable
   rephrases; ``groups`` holds the record index of each text."""
@@ -241,7 +279,7 @@ def training_texts(records, train_on_rephrases: bool,
     extra = ()
     if train_on_rephrases:
       extra = (trainable_rephrases(r) if trainable_rephrases is not None
-               else r.rephrases)
+               else r.rephrases)[:max_rephrases]
     for t in (r.input,) + tuple(extra):
       texts.append(t)
       labels.append(y)
@@ -276,7 +314,8 @@ def train_classifier(config, params: Params, tokenizer, texts: Sequence[str],
   once, in a random one of its phrasings (default: every text its own group).
 
   Returns the full, standard params tree and an info dict (steps, seconds,
-  final running loss/accuracy, train accuracy of the final model).
+  final running loss/accuracy, accuracy of the final model on each group's
+  first text).
   """
   s = settings
   n_layers = config.num_hidden_layers
@@ -311,7 +350,8 @@ def train_classifier(config, params: Params, tokenizer, texts: Sequence[str],
 
   def loss_fn(tp, fp, x, mask, y, w, rng):
     logits = module.apply({"params": tu.merge_params(tp, fp)}, x, mask,
-                          deterministic=False, rngs={"dropout": rng})
+                          deterministic=not s.train_dropout,
+                          rngs={"dropout": rng})
     return classifier_loss(logits, y, w, s.entropy_weight), logits
 
   @functools.partial(jax.jit, donate_argnums=(0, 1))  # update in place
@@ -359,26 +399,30 @@ def train_classifier(config, params: Params, tokenizer, texts: Sequence[str],
 
   sliced = tu.merge_params(train_p, frozen_p)
   new_params = from_slice(params, sliced)
-  # Train accuracy of the final model, deterministic, on the cached inputs.
+  # Train accuracy of the final model on each group's first text (a record's
+  # input), deterministic, from the cached frozen activations.
+  _, first = np.unique(groups, return_index=True)
   eval_fn = jax.jit(lambda p, x, mask: module.apply({"params": p}, x, mask))
-  logits = np.zeros((len(texts),), np.float32)
-  for b in tu.eval_batches(tok.buckets, s.eval_batch_size):
-    x = tu.take_rows(inputs, b.index, b.length)
-    mask = tu.take_rows(tok.mask, b.index, b.length)
+  logits = np.zeros((len(first),), np.float32)
+  for b in tu.eval_batches(tok.buckets[first], s.eval_batch_size):
+    rows = np.where(b.index >= 0, first[np.maximum(b.index, 0)], -1)
+    x = tu.take_rows(inputs, rows, b.length)
+    mask = tu.take_rows(tok.mask, rows, b.length)
     mask[:, 0] = 1
     out = np.asarray(eval_fn(sliced, x, mask))
     keep = b.index >= 0
     logits[b.index[keep]] = out[keep]
   info = {
       "steps": done, "planned_steps": num_steps, "stopped_early": stopped_early,
-      "num_train_texts": len(texts), "num_groups": int(len(set(groups))), "padded_width": int(tok.ids.shape[1]),
+      "num_train_texts": len(texts), "num_groups": int(len(first)),
+      "padded_width": int(tok.ids.shape[1]),
       "buckets": sorted(set(int(x) for x in tok.buckets)),
       "precompute_seconds": round(precompute_s, 2),
       "train_seconds": round(train_s, 2),
       "steps_per_second": round(done / max(train_s - precompute_s, 1e-9), 3),
       "final_running_loss": running.values.get("loss", math.nan),
       "final_running_acc": running.values.get("acc", math.nan),
-      "train_acc": accuracy(logits, labels),
+      "train_acc": accuracy(logits, labels[first]),
       "trainable_params": tu.count_params(train_p),
   }
   return tu.to_numpy(new_params), info
