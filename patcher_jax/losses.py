@@ -19,7 +19,9 @@ def top_mean(values: chex.Array, k: int, mask=None) -> chex.Array:
     mask = jnp.ones(values.shape, bool)
   mask = jnp.broadcast_to(mask, values.shape).reshape(-1)
   values = values.reshape(-1)
-  k = min(k, values.shape[0])
+  if k >= values.shape[0]:        # every valid entry counts: no selection
+    total = jnp.sum(jnp.where(mask, values, 0.0))
+    return total / jnp.maximum(jnp.sum(mask), 1)
   top, idx = jax.lax.top_k(jnp.where(mask, values, -jnp.inf), k)
   valid = mask[idx]
   total = jnp.sum(jnp.where(valid, top, 0.0))

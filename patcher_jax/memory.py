@@ -98,11 +98,13 @@ def top_pre_activations(memory: Memory, keys, biases, k: int):
   neuron instead of the whole memory (no [M, n] top-k scatter, no second
   read of the buffer). Exact for any loss that sees h only through each
   neuron's top-k values, as the memory loss does (`losses.memory_loss_top`).
-  The mask is False where fewer than k rows are valid.
+  The mask is False where fewer than k rows are valid. The pass reads the
+  whole buffer: keep preallocated buffers tight (see stream.init_state).
   """
   k = min(k, memory.queries.shape[0])
-  scores = jax.lax.stop_gradient(keys @ memory.queries.T + biases[:, None])
-  scores = jnp.where(memory.mask[None, :], scores, -jnp.inf)     # [n, M]
+  keys_sg, biases_sg = jax.lax.stop_gradient((keys, biases))
+  scores = keys_sg @ memory.queries.T + biases_sg[:, None]       # [n, M]
+  scores = jnp.where(memory.mask[None, :], scores, -jnp.inf)
   _, idx = jax.lax.top_k(scores, k)                              # [n, k]
   rows = memory.queries[idx]                                     # [n, k, d]
   h = jnp.einsum("nkd,nd->nk", rows, keys) + biases[:, None]

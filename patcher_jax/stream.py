@@ -85,6 +85,12 @@ def _capacity(n: int) -> int:
   return max(8, 1 << (max(n, 1) - 1).bit_length())
 
 
+def _memory_capacity(n: int) -> int:
+  # Every edit step reads the whole memory buffer: round up to a block, not
+  # to a power of two (the capacity is fixed for the run, so no recompiles).
+  return max(1024, -(-n // 1024) * 1024)
+
+
 def init_state(runtime, config: StreamConfig, rows_per_edit: int,
                num_slots: int) -> FoldState:
   """Empty banks and the initial memories, preallocated for the whole run."""
@@ -93,9 +99,9 @@ def init_state(runtime, config: StreamConfig, rows_per_edit: int,
                              runtime.dim)
   extra = config.num_edits * rows_per_edit
   mem = memory_lib.init_memory(runtime.memory0,
-                               _capacity(len(runtime.memory0) + extra))
-  val = memory_lib.init_memory(runtime.val_memory0,
-                               _capacity(len(runtime.val_memory0) + extra))
+                               _memory_capacity(len(runtime.memory0) + extra))
+  val = memory_lib.init_memory(
+      runtime.val_memory0, _memory_capacity(len(runtime.val_memory0) + extra))
   return FoldState(*(_stack([t] * f) for t in (bank, mem, val)))
 
 
