@@ -1,25 +1,30 @@
 """Edit latency: the cached-tail path against the faithful full-model path.
 
-One process, one run: the same sequence of mistakes is edited twice from the
-same bank, once on cached queries (the project's path) and once running the
-whole model forward and backward at every step (the reference's cost, still
-jitted). Both paths share the loop, losses and stop rule; the script checks
-they take the same steps and produce the same patch, so the ratio compares
-equal work.
+One process, one run, one sequence of mistakes. Each mistake is edited twice,
+back to back (so both paths see the same machine load): (a) the project's
+path, on cached queries of the last FFN; (b) the reference's way, the whole
+model forward (and backward to the patch) at every step, still jitted, on
+the example at its own length. Each path keeps its own bank; both share the
+memory, which grows after every edit as in a stream.
 
-  python experiments/bench_edit.py --task=fever --num_edits=20 --json=out.json
+Equal work: the full path runs exactly as many steps as the cached path took
+on that edit (stop_rule="steps", a traced step count: no recompiles). In fast
+mode both are deterministic, and the script checks the two banks hold the
+same patch. In parity mode (8 copies with dropout noise: the reference's
+setting) the cached path draws its copies from a pool of noisy queries
+sampled once per edit (the sampling is counted in its time) and the full path
+applies real dropout in every layer at every step; noise differs, so patches
+are compared in a deterministic parity run on the first mistake instead.
+The full path cannot hoist the frozen layers out of the loop (see
+editor._full_objective), as an un-cached implementation cannot.
 
---model=minilm (default when no trained base model is cached) uses MiniLM's
-encoder with a fresh one-logit head and labels flipped to its predictions, so
-every claim is a mistake.
+  python experiments/bench_edit.py --task=fever --json=fever_fast.json
+  python experiments/bench_edit.py --task=zsre --mode=parity --num_edits=10
 """
 import json
-import os
-import resource
-import statistics
 import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import bench_common as common  # pylint: disable=g-import-not-at-top
 
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
@@ -27,122 +32,214 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import patcher_jax as pj
-from patcher_jax.adapters import bert
+import patcher_jax as pj  # pylint: disable=g-import-not-at-top
+from patcher_jax import editor
+from patcher_jax import memory as memory_lib
+from patcher_jax.adapters import bart, bert
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("task", "fever", ["fever"], "Task to benchmark.")
-flags.DEFINE_enum("model", "minilm", ["minilm"],
-                  "minilm: MiniLM encoder + fresh head, all claims mistakes.")
-flags.DEFINE_integer("num_edits", 20, "Edits timed per path.")
-flags.DEFINE_integer("memory_size", 2000, "Memory queries (train claims).")
+flags.DEFINE_integer("num_edits", 30, "Mistakes edited (by each path).")
 flags.DEFINE_enum("mode", "fast", ["fast", "parity"], "Edit mode.")
-flags.DEFINE_integer("seed", 0, "Seed.")
-flags.DEFINE_string("json", None, "Write the results here.")
-
-def _minilm_classifier():
-  from patcher_jax.models import minilm as minilm_lib
-  from patcher_jax.models import train_classifier
-  config = minilm_lib.load_bert_config()
-  config, params = train_classifier.init_classifier(
-      minilm_lib.load_bert_params(config=config), config, seed=0)
-  return (train_classifier.classifier_model(config), params,
-          minilm_lib.load_tokenizer())
+flags.DEFINE_integer("noise_samples", 64, "Parity: noisy query pool per edit.")
+flags.DEFINE_bool("check_parity_patch", True, "Parity: also edit the first "
+                  "mistake without noise on both paths and compare patches.")
 
 
-def _timed(fn, *args, **kwargs):
-  t0 = time.perf_counter()
-  out = jax.block_until_ready(fn(*args, **kwargs))
-  return out, time.perf_counter() - t0
+def _bucket8(n: int) -> int:
+  return int(-(-max(n, 1) // 8) * 8)
 
 
-def _summary(times):
-  return {"median_s": statistics.median(times),
-          "p90_s": float(np.percentile(times, 90)), "n": len(times)}
+def full_model_for(rt, task_name: str, idx: int, bank, width: int):
+  """The whole model on one example, cropped to its own length (the
+  reference pads a batch of copies of one example to that example)."""
+  if task_name == "fever":
+    ids, mask = rt._tokenize([rt.stream[idx].input])  # pylint: disable=protected-access
+    length = _bucket8(ids.shape[1])
+    pad = lambda a: np.pad(a, ((0, 0), (0, length - a.shape[1])))
+    return bert.full_model(rt.model, rt.params, bank, jnp.asarray(pad(ids)),
+                           jnp.asarray(pad(mask)))
+  enc = rt.stream_qa
+  src_len = _bucket8(int(enc["attention_mask"][idx].sum()))
+  arr = lambda k, n: jnp.asarray(enc[k][idx:idx + 1, :n])
+  return bart.full_model(rt.model, rt.params, bank,
+                         arr("input_ids", src_len),
+                         arr("attention_mask", src_len),
+                         arr("decoder_input_ids", width),
+                         arr("decoder_attention_mask", width))
+
+
+def _new_neurons_diff(banks, full_bank, n: int) -> float:
+  """Relative difference of the neurons this edit added on the two paths."""
+  start = int(banks["full"].size)
+  sl = lambda b: np.concatenate([np.asarray(b.keys[start:start + n]).ravel(),
+                                 np.asarray(b.values[start:start + n]).ravel()])
+  a, b = sl(banks["cached"]), sl(full_bank)
+  return float(np.max(np.abs(a - b)) / max(np.max(np.abs(a)), 1e-12))
+
+
+def _patch_diff(a: pj.PatchBank, b: pj.PatchBank) -> dict:
+  """Largest difference of the two banks' neurons, relative to their size."""
+  out = {}
+  for name in ("keys", "biases", "values"):
+    x, y = np.asarray(getattr(a, name)), np.asarray(getattr(b, name))
+    out[name] = float(np.max(np.abs(x - y)) / max(np.max(np.abs(x)), 1e-12))
+  out["same_size"] = int(a.size) == int(b.size)
+  return out
 
 
 def main(argv):
   del argv
-  from patcher_jax.data import load_benchmark
-  bench = load_benchmark("fever", scale="small")
-  rng = np.random.default_rng(FLAGS.seed)
-  model, params, tok = _minilm_classifier()
-  edit_claims = [bench.edit[i].input for i in rng.permutation(
-      len(bench.edit))[:FLAGS.num_edits + 1]]
-  memory_claims = [r.input for r in bench.train[:FLAGS.memory_size]]
-  claims = edit_claims + memory_claims
-  enc = tok(claims, padding="max_length", max_length=32, truncation=True,
-            return_tensors="np")
-  ids, mask = jnp.asarray(enc["input_ids"]), jnp.asarray(enc["attention_mask"])
-  query_fn = jax.jit(lambda p, i, m: bert.forward(model, p, i, m))
-  outs = [query_fn(params, ids[s:s + 256], mask[s:s + 256])
-          for s in range(0, len(claims), 256)]
-  logits = jnp.concatenate([o[0] for o in outs])
-  q = jnp.concatenate([o[1] for o in outs])
-  labels = (logits[:, 0] <= 0).astype(jnp.int32)         # all mistakes
-  targets, tmask = bert.targets(labels)
-  n_edit = FLAGS.num_edits + 1                            # +1: warm-up
-  memory = pj.init_memory(q[n_edit:], FLAGS.memory_size)
-  tail = bert.make_tail(model.config, params)
-  config = (pj.fast_config() if FLAGS.mode == "fast"
-            else pj.parity_config(noise=False))
+  compiles = common.CompileLog()
+  bench, base, rt = common.load_runtime(lean=True)
+  del bench, base
+  task_name = FLAGS.task
+  config = common.edit_config(FLAGS.mode, task_name)
+  noise = FLAGS.noise_samples if config.noise else 0
+  empty = pj.init_bank(8, rt.dim)
+  picks = common.find_mistakes(rt, empty, FLAGS.num_edits + 8, FLAGS.seed)
+  rows = max(len(rt.memory_rows(0)), rt.max_neurons + 1)
+  cap = lambda n: max(8, 1 << (n - 1).bit_length())
+  # memory buffers sized as the stream sizes them (stream.init_state)
+  memory, val_memory = (memory_lib.init_memory(
+      m, common.memory_capacity(len(m) + len(picks) * rows))
+                        for m in (rt.memory0, rt.val_memory0))
+  append = jax.jit(memory_lib.append, donate_argnums=0)
+  counters = {"cached": common.Counter(pj.edit), "full": common.Counter(pj.edit)}
+  runs = {k: jax.jit(c, static_argnames="config") for k, c in counters.items()}
+  banks = {k: pj.init_bank(cap(len(picks) * rt.max_neurons), rt.dim)
+           for k in runs}
+  records = []
+  print(f"{task_name} {FLAGS.mode}: {len(picks)} candidate mistakes, memory "
+        f"{int(memory.size)} rows (buffer {memory.queries.shape[0]})")
 
-  compiles = {"cached": 0, "full": 0}
+  for n_done, idx in enumerate(picks):
+    if len(records) >= FLAGS.num_edits:
+      break
+    key = jax.random.PRNGKey(1000 * FLAGS.seed + n_done)
+    rec = {"stream_index": idx}
+    # (a) cached tail: task (incl. the noise pool) + the compiled edit loop
+    compiles.phase = "edit:cached"
+    mark = compiles.mark()
+    t0 = time.perf_counter()
+    task = rt.edit_task(banks["cached"], idx, key, noise)
+    if task is None:          # teacher forcing finds nothing to fix: skip
+      continue
+    new_bank, stats = runs["cached"](rt.tail, banks["cached"], task, memory,
+                                     val_memory, key, len(records),
+                                     config=config)
+    jax.block_until_ready(new_bank)
+    rec["cached_s"] = time.perf_counter() - t0
+    rec["cached_compiled"] = bool(compiles.since(mark))
+    steps = int(stats.steps)
+    rec.update(steps=steps, width=int(task.queries.shape[-2]),
+               neurons=int(task.neuron_mask.sum()),
+               cached_success=bool(stats.success))
+    banks["cached"] = new_bank
+    # (b) full model, the same number of steps
+    compiles.phase = "edit:full"
+    mark = compiles.mark()
+    t0 = time.perf_counter()
+    task_f = rt.edit_task(banks["full"], idx, key, 0)
+    if task_f is None:
+      task_f = editor.EditTask(*task)    # the paths disagree: same inputs
+    full = full_model_for(rt, task_name, idx, banks["full"],
+                          task_f.queries.shape[-2])
+    new_bank, stats_f = runs["full"](rt.tail, banks["full"], task_f, memory,
+                                     val_memory, key, len(records),
+                                     config=common.forced(config), full=full,
+                                     num_steps=steps)
+    jax.block_until_ready(new_bank)
+    rec["full_s"] = time.perf_counter() - t0
+    rec["full_compiled"] = bool(compiles.since(mark))
+    rec.update(full_steps=int(stats_f.steps),
+               full_success=bool(stats_f.success))
+    if FLAGS.mode == "fast":     # deterministic: the new neurons must agree
+      rec["patch_diff"] = _new_neurons_diff(banks, new_bank, rt.max_neurons)
+    banks["full"] = new_bank
+    # the edited example joins both memories (shared by the two paths)
+    compiles.phase = "memory"
+    r = memory_lib.deduplicate(rt.memory_rows(idx))[:rows]
+    pad = np.zeros((rows, rt.dim), np.float32)
+    pad[:len(r)] = r
+    m = jnp.asarray(np.arange(rows) < len(r))
+    memory = append(memory, jnp.asarray(pad), m)
+    val_memory = append(val_memory, jnp.asarray(pad), m)
+    records.append(rec)
+    print(f"  edit {len(records):3d}: steps {steps:4d} width {rec['width']:2d}"
+          f" cached {rec['cached_s'] * 1e3:8.1f} ms  full "
+          f"{rec['full_s'] * 1e3:9.1f} ms"
+          + (f"  patch diff {rec['patch_diff']:.1e}" if "patch_diff" in rec
+             else "")
+          + ("  (compile)" if rec["cached_compiled"] or rec["full_compiled"]
+             else ""), flush=True)
 
-  def counted(name):
-    def fn(*args, config, full=None):
-      compiles[name] += 1
-      return pj.edit(*args, config=config, full=full)
-    return jax.jit(fn, static_argnames="config")
-
-  run_cached, run_full = counted("cached"), counted("full")
-  make_task = jax.jit(pj.make_edit_task, static_argnames="max_neurons")
-  results = {}
-  for name, run in (("cached", run_cached), ("full", run_full)):
-    bank = pj.init_bank(64, q.shape[-1])
-    times, steps, banks, compile_s = [], [], [], None
-    for i in range(n_edit):
-      task = make_task(tail, bank, q[i:i + 1], targets[i], tmask[i],
-                       max_neurons=1)
-      full = (bert.full_model(model, params, bank, ids[i:i + 1],
-                              mask[i:i + 1]) if name == "full" else None)
-      (bank, stats), dt = _timed(run, tail, bank, task, memory, memory,
-                                 jax.random.PRNGKey(i), i, config=config,
-                                 full=full)
-      if i == 0:
-        compile_s = dt                                    # compile + one edit
-        continue
-      times.append(dt)
-      steps.append(int(stats.steps))
-      banks.append(bank)
-    results[name] = dict(_summary(times), first_call_s=compile_s,
-                         steps=steps, success=None)
-    results[name]["_bank"] = bank
-  same_steps = results["cached"]["steps"] == results["full"]["steps"]
-  diff = float(jnp.max(jnp.abs(results["cached"]["_bank"].values
-                               - results["full"]["_bank"].values)))
-  for r in results.values():
-    r.pop("_bank")
+  # Stats over edits where neither path compiled.
+  clean = [r for r in records
+           if not (r["cached_compiled"] or r["full_compiled"])]
+  cached = common.summary([r["cached_s"] for r in clean])
+  full = common.summary([r["full_s"] for r in clean])
+  per_step = lambda key: common.summary(
+      [r[key] / max(r["steps"], 1) for r in clean])
   out = {
-      "task": FLAGS.task, "model": FLAGS.model, "mode": FLAGS.mode,
-      "num_edits": FLAGS.num_edits, "memory_size": FLAGS.memory_size,
-      "ratio": results["full"]["median_s"] / results["cached"]["median_s"],
-      "cached": results["cached"], "full": results["full"],
-      "steps_per_edit": statistics.median(results["cached"]["steps"]),
-      "same_steps": same_steps, "max_value_diff": diff,
-      "compiles": compiles,
-      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-      "devices": [str(d) for d in jax.devices()],
+      "task": task_name, "mode": FLAGS.mode, "scale": FLAGS.scale,
+      "num_edits": len(records), "timed_edits": len(clean),
+      "memory_rows": int(memory.size),
+      "memory_buffer_rows": int(memory.queries.shape[0]),
+      "ratio": full["median_s"] / cached["median_s"],
+      "ratio_of_means": full["mean_s"] / cached["mean_s"],
+      "cached": dict(cached, per_step_s=per_step("cached_s")["median_s"]),
+      "full": dict(full, per_step_s=per_step("full_s")["median_s"]),
+      "steps_per_edit": float(np.median([r["steps"] for r in records])),
+      "steps_p90": float(np.percentile([r["steps"] for r in records], 90)),
+      "same_steps": all(r["steps"] == r["full_steps"] for r in records),
+      "success": {"cached": float(np.mean([r["cached_success"]
+                                           for r in records])),
+                  "full": float(np.mean([r["full_success"]
+                                         for r in records]))},
+      "neurons_per_edit": float(np.mean([r["neurons"] for r in records])),
+      "widths": {str(w): sum(r["width"] == w for r in records)
+                 for w in sorted({r["width"] for r in records})},
+      "compiles": {
+          "edit_fn_traces": {k: c.traces for k, c in counters.items()},
+          "cached": compiles.summary("edit:cached"),
+          "full": compiles.summary("edit:full"),
+          "all": compiles.summary()},
+      "peak_rss_mb": common.peak_rss_mb(),
+      "machine": common.machine(),
   }
-  print(json.dumps({k: v for k, v in out.items()
-                    if k not in ("cached", "full")}, indent=1))
-  for name in ("cached", "full"):
-    r = results[name]
-    print(f"{name:6s} median {r['median_s'] * 1e3:8.1f} ms  p90 "
-          f"{r['p90_s'] * 1e3:8.1f} ms  first call {r['first_call_s']:.2f} s")
+  if FLAGS.mode == "fast":
+    out["patch_diff"] = _patch_diff(banks["cached"], banks["full"])
+  elif FLAGS.check_parity_patch:
+    out["parity_deterministic_check"] = _parity_check(rt, task_name, picks[0])
+  out["compiles"]["count"] = out["compiles"]["all"]["count"]
+  out["records"] = records
+  print(json.dumps({k: v for k, v in out.items() if k != "records"},
+                   indent=1))
+  print(f"cached median {cached['median_s'] * 1e3:.1f} ms (p90 "
+        f"{cached['p90_s'] * 1e3:.1f}), full median "
+        f"{full['median_s'] * 1e3:.1f} ms (p90 {full['p90_s'] * 1e3:.1f}): "
+        f"ratio {out['ratio']:.1f}x")
   if FLAGS.json:
     with open(FLAGS.json, "w") as f:
       json.dump(out, f, indent=1)
+
+
+def _parity_check(rt, task_name: str, idx: int) -> dict:
+  """Parity settings without noise: both paths, own stop rule, one edit."""
+  config = common.edit_config("parity", task_name)._replace(noise=False)
+  bank = pj.init_bank(8, rt.dim)
+  memory = memory_lib.init_memory(rt.memory0)
+  val = memory_lib.init_memory(rt.val_memory0)
+  task = rt.edit_task(bank, idx, jax.random.PRNGKey(0), 0)
+  run = jax.jit(pj.edit, static_argnames="config")
+  key = jax.random.PRNGKey(7)
+  b_c, s_c = run(rt.tail, bank, task, memory, val, key, 0, config=config)
+  full = full_model_for(rt, task_name, idx, bank, task.queries.shape[-2])
+  b_f, s_f = run(rt.tail, bank, task, memory, val, key, 0, config=config,
+                 full=full)
+  return {"steps": [int(s_c.steps), int(s_f.steps)],
+          "success": [bool(s_c.success), bool(s_f.success)],
+          "patch_diff": _patch_diff(b_c, b_f)}
 
 
 if __name__ == "__main__":
