@@ -45,8 +45,9 @@ flags.DEFINE_enum("model_size", "trained", ["trained", "paper"],
                   "base model's tokenizer (fever: BERT-base, 12 layers, "
                   "d=768; zsre: BART-base, 6+6 layers, d=768, 50,265 words); "
                   "its mistakes are whatever the random model gets wrong.")
-flags.DEFINE_integer("stream_size", 0, "Edit-stream records to cache (0: "
-                     "all; 'paper' models need few: caching is slow).")
+flags.DEFINE_integer("split_size", 0, "Cap on the edit and val records "
+                     "cached (0: all; paper-size models need few: caching "
+                     "their queries is slow).")
 flags.DEFINE_integer("seed", 0, "Seed of the mistake order and the edits.")
 flags.DEFINE_string("json", None, "Write the results here.")
 FLAGS = flags.FLAGS
@@ -102,8 +103,9 @@ def load_runtime(log=print, lean: bool = False, keep_rephrases=False):
         evaluate_splits=False)
   if FLAGS.model_size == "paper":
     base = paper_size(base)
-  if FLAGS.stream_size:
-    bench = bench._replace(edit=bench.edit[:FLAGS.stream_size])
+  if FLAGS.split_size:
+    bench = bench._replace(edit=bench.edit[:FLAGS.split_size],
+                           val=bench.val[:FLAGS.split_size])
   runtime = build_runtime(FLAGS.task, bench, base, seed=FLAGS.seed,
                           train_sub_size=FLAGS.train_sub_size,
                           memory_size=FLAGS.memory_size, lean=lean,

@@ -40,6 +40,9 @@ from patcher_jax.adapters import bart, bert
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_edits", 30, "Mistakes edited (by each path).")
 flags.DEFINE_enum("mode", "fast", ["fast", "parity"], "Edit mode.")
+flags.DEFINE_integer("max_steps", 0, "Cap on the steps of an edit (0: the "
+                     "mode's own, 1000 fast / 2000 parity); e.g. for random "
+                     "paper-size models whose edits may not converge.")
 flags.DEFINE_integer("noise_samples", 64, "Parity: noisy query pool per edit.")
 flags.DEFINE_bool("check_parity_patch", True, "Parity: also edit the first "
                   "mistake without noise on both paths and compare patches.")
@@ -94,6 +97,8 @@ def main(argv):
   del bench, base
   task_name = FLAGS.task
   config = common.edit_config(FLAGS.mode, task_name)
+  if FLAGS.max_steps:
+    config = config._replace(max_steps=FLAGS.max_steps)
   noise = FLAGS.noise_samples if config.noise else 0
   empty = pj.init_bank(8, rt.dim)
   picks = common.find_mistakes(rt, empty, FLAGS.num_edits + 8, FLAGS.seed)
