@@ -62,32 +62,6 @@ flags.DEFINE_integer("num_processes", 1, "Processes in a distributed run.")
 flags.DEFINE_integer("process_id", 0, "This process's index.")
 
 
-def _edit_config(task: str, mode: str, keep_failed):
-  import patcher_jax as pj  # pylint: disable=g-import-not-at-top
-  mem_weight = 5.0 if task == "fever" else 10.0   # the reference's override
-  config = (pj.parity_config(mem_weight=mem_weight) if mode == "parity"
-            else pj.fast_config(mem_weight=mem_weight))
-  if keep_failed is not None:
-    config = config._replace(keep_failed=keep_failed)
-  return config
-
-
-def build_runtime(task, bench, base, *, seed, train_sub_size, memory_size,
-                  log=print):
-  """Split train into the TrainR subset and the memory set (disjoint)."""
-  from patcher_jax.tasks.classification import ClassificationRuntime  # pylint: disable=g-import-not-at-top
-  from patcher_jax.tasks.seq2seq import Seq2SeqRuntime  # pylint: disable=g-import-not-at-top
-  train = list(bench.train)
-  perm = np.random.default_rng(seed + 1).permutation(len(train))
-  train = [train[i] for i in perm]
-  sub = train[:train_sub_size]
-  rest = train[train_sub_size:]
-  memory = rest[:memory_size] if memory_size else rest
-  cls = ClassificationRuntime if task == "fever" else Seq2SeqRuntime
-  return cls(base.model, base.params, base.tokenizer, bench.edit, sub,
-             bench.test, memory, bench.val, log=log)
-
-
 def _progress(total):
   if not FLAGS.progress:
     return None
@@ -153,6 +127,7 @@ def main(argv):
     jax.distributed.initialize(FLAGS.coordinator, FLAGS.num_processes,
                                FLAGS.process_id)
   from patcher_jax import stream  # pylint: disable=g-import-not-at-top
+  from patcher_jax import tasks  # pylint: disable=g-import-not-at-top
   from patcher_jax.data import load_benchmark  # pylint: disable=g-import-not-at-top
   from patcher_jax.models import base_cache  # pylint: disable=g-import-not-at-top
   from patcher_jax.models import minilm  # pylint: disable=g-import-not-at-top
@@ -173,14 +148,17 @@ def main(argv):
       data_key=FLAGS.data_dir or f"embedded:{FLAGS.scale}")
   t_base = time.perf_counter()
   print(f"base model ready in {t_base - t_start:.0f} s")
-  runtime = build_runtime(FLAGS.task, bench, base, seed=FLAGS.seed,
+  runtime = tasks.build_runtime(FLAGS.task, bench, base, seed=FLAGS.seed,
                           train_sub_size=FLAGS.train_sub_size,
                           memory_size=FLAGS.memory_size)
-  print(f"queries cached in {time.perf_counter() - t_base:.0f} s "
+  t_queries = time.perf_counter()
+  print(f"queries cached in {t_queries - t_base:.0f} s "
         f"(memory {len(runtime.memory0)}, val memory "
         f"{len(runtime.val_memory0)})")
 
-  edit_config = _edit_config(FLAGS.task, FLAGS.mode, FLAGS.keep_failed)
+  edit_config = tasks.edit_config(FLAGS.task, FLAGS.mode)
+  if FLAGS.keep_failed is not None:
+    edit_config = edit_config._replace(keep_failed=FLAGS.keep_failed)
   curve_every = FLAGS.curve_every or max(1, FLAGS.num_edits // 10)
   config = stream.StreamConfig(
       num_edits=FLAGS.num_edits, num_folds=FLAGS.num_folds, seed=FLAGS.seed,
@@ -218,7 +196,11 @@ def main(argv):
   header = {"task": FLAGS.task, "num_edits": FLAGS.num_edits,
             "num_folds": FLAGS.num_folds, "mode": FLAGS.mode,
             "seed": FLAGS.seed, "data": FLAGS.data_dir or "embedded:"
-            + FLAGS.scale}
+            + FLAGS.scale,
+            "setup_time_s": {"base": round(t_base - t_start, 1),
+                             "queries": round(t_queries - t_base, 1)}}
+  if hasattr(runtime, "counts"):   # answers read off drafts vs decoded
+    header["answer_checks"] = dict(runtime.counts)
   results = write_outputs(out_dir, result, header,
                           time.perf_counter() - t_start)
   if any(result["exhausted"].values()):

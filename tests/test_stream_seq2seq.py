@@ -1,34 +1,16 @@
 """The seq2seq runtime on a tiny random BART with the real tokenizer:
 patched greedy generation agrees with the teacher-forced success check."""
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import patcher_jax as pj
 from patcher_jax import stream
-from patcher_jax.data import load_benchmark
-from patcher_jax.tasks import seq2seq
+from helpers import tiny
 
 
 @pytest.fixture(scope="module")
 def runtime():
-  from transformers import BartConfig, FlaxBartForConditionalGeneration
-  from patcher_jax.models import minilm
-  tok = minilm.load_tokenizer()
-  config = BartConfig(
-      vocab_size=tok.vocab_size, d_model=32, encoder_layers=1,
-      decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2,
-      encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
-      pad_token_id=0, bos_token_id=101, eos_token_id=102,
-      decoder_start_token_id=102, forced_bos_token_id=None,
-      scale_embedding=False)
-  model = FlaxBartForConditionalGeneration(config, seed=0)
-  bench = load_benchmark("zsre", scale="tiny")
-  train = list(bench.train)
-  return seq2seq.Seq2SeqRuntime(
-      model, model.params, tok, bench.edit[:30], train[:16], bench.test[:16],
-      train[16:60], bench.val[:10], max_tgt_len=12, max_new_tokens=12,
-      batch_size=16, log=lambda *_: None)
+  return tiny.seq2seq_runtime()
 
 
 def test_empty_bank_generation_equals_unpatched(runtime):

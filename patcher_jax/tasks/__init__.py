@@ -6,3 +6,42 @@ Both runtimes answer the same calls (duck-typed): `mistakes(bank, idxs)`,
 `memory_rows(i)`, `accuracy(bank, split)`, `stream_accuracy(bank, idxs)`,
 plus `tail`, `dim`, `max_neurons`, `memory0`, `val_memory0`.
 """
+import os
+
+import numpy as np
+
+
+def edit_config(task: str, mode: str = "fast", **overrides):
+  """The edit settings of a task: the mode's, with the reference's memory
+  weight for the task (5 for FEVER, 10 for zsRE)."""
+  import patcher_jax as pj  # pylint: disable=g-import-not-at-top
+  make = {"fast": pj.fast_config, "parity": pj.parity_config}[mode]
+  return make(mem_weight=5.0 if task == "fever" else 10.0, **overrides)
+
+
+def build_runtime(task, bench, base, *, seed, train_sub_size, memory_size=0,
+                  log=print):
+  """The runtime of a base model on a benchmark, as run.py uses it.
+
+  The train split is shuffled with the seed and cut into the TrainR subset
+  (`train_sub_size` records) and the memory set (the rest, or its first
+  `memory_size`): disjoint, as the reference's. A train split too small
+  for both is halved between them. Queries are cached next to the base
+  model (they depend only on it and on the records).
+  """
+  from patcher_jax.tasks.classification import ClassificationRuntime  # pylint: disable=g-import-not-at-top
+  from patcher_jax.tasks.seq2seq import Seq2SeqRuntime  # pylint: disable=g-import-not-at-top
+  train = list(bench.train)
+  perm = np.random.default_rng(seed + 1).permutation(len(train))
+  train = [train[i] for i in perm]
+  if train_sub_size > len(train) // 2:
+    log(f"note: train split of {len(train)} records: TrainR subset and "
+        f"memory set get {len(train) // 2} and {len(train) - len(train) // 2}"
+        f" (asked: {train_sub_size} for TrainR)")
+    train_sub_size = len(train) // 2
+  sub, rest = train[:train_sub_size], train[train_sub_size:]
+  memory = rest[:memory_size] if memory_size else rest
+  cls = ClassificationRuntime if task == "fever" else Seq2SeqRuntime
+  cache_dir = os.path.join(base.path, "runtime") if base.path else None
+  return cls(base.model, base.params, base.tokenizer, bench.edit, sub,
+             bench.test, memory, bench.val, cache_dir=cache_dir, log=log)

@@ -27,23 +27,31 @@ class ClassificationRuntime:
   def __init__(self, model, params, tokenizer, stream: Sequence[Record],
                train_sub: Sequence[Record], test: Sequence[Record],
                memory: Sequence[Record], val: Sequence[Record], *,
-               max_len: int = 32, batch_size: int = 128, log=print):
+               max_len: int = 32, batch_size: int = 128,
+               cache_dir: Optional[str] = None, log=print):
     self.model, self.params, self.tokenizer = model, params, tokenizer
     self.tail = bert.make_tail(model.config, params)
     self.max_len = max_len
     self.stream = list(stream)
+    reph, self.reph_offsets = common.flatten_rephrases(stream)
     encode = lambda texts, what: common.batched_queries(
         self._query_fn, self._tokenize, texts, batch_size, what, log)
-    self.q_stream = encode([r.input for r in stream], "edit stream")
+    texts = {"q_stream": ([r.input for r in stream], "edit stream"),
+             "q_reph": (reph, "rephrases"),
+             "q_train": ([r.input for r in train_sub], "train subset"),
+             "q_test": ([r.input for r in test], "test split"),
+             "memory0": ([r.input for r in memory], "memory"),
+             "val_memory0": ([r.input for r in val], "val memory")}
+    key = common.records_key("classification", max_len,
+                             {k: v[0] for k, v in texts.items()})
+    arrays = common.load_or_compute(
+        cache_dir, key, lambda: {k: encode(*v) for k, v in texts.items()},
+        log)
+    (self.q_stream, self.q_reph, self.q_train, self.q_test, self.memory0,
+     self.val_memory0) = (arrays[k] for k in texts)
     self.y_stream = np.array([fever_label(r) for r in stream], np.int32)
-    reph, self.reph_offsets = common.flatten_rephrases(stream)
-    self.q_reph = encode(reph, "rephrases")
-    self.q_train = encode([r.input for r in train_sub], "train subset")
     self.y_train = np.array([fever_label(r) for r in train_sub], np.int32)
-    self.q_test = encode([r.input for r in test], "test split")
     self.y_test = np.array([fever_label(r) for r in test], np.int32)
-    self.memory0 = encode([r.input for r in memory], "memory")
-    self.val_memory0 = encode([r.input for r in val], "val memory")
     self.dim = self.q_stream.shape[-1]
     self._logits = jax.jit(_patched_logits)
 
@@ -74,9 +82,11 @@ class ClassificationRuntime:
     """The cached inputs of editing stream record i (None: nothing to fix)."""
     noisy = None
     if noise_samples:
-      ids, mask = self._tokenize([self.stream[i].input])
-      noisy = bert.noisy_queries(self.model, self.params, jnp.asarray(ids),
-                                 jnp.asarray(mask), rng, noise_samples)
+      ids, mask = (common.pad_to_multiple(a)
+                   for a in self._tokenize([self.stream[i].input]))
+      noisy = common.jitted_noisy_queries(
+          self.model, bert.noisy_queries, noise_samples)(
+              self.params, rng, jnp.asarray(ids), jnp.asarray(mask))
     task = _make_edit_task(
         self.tail, bank, self.q_stream[i:i + 1],
         self.y_stream[i:i + 1], np.ones(1, bool), noisy_queries=noisy,

@@ -1,6 +1,11 @@
-"""Helpers shared by the task runtimes: batching, caching of compiled fns."""
+"""Helpers shared by the task runtimes: batching, caching of compiled fns
+and of the arrays a runtime computes with the frozen base model."""
 import functools
-from typing import Callable, Sequence
+import hashlib
+import json
+import os
+import tempfile
+from typing import Callable, Dict, Optional, Sequence
 
 import jax
 import numpy as np
@@ -8,6 +13,53 @@ import numpy as np
 from patcher_jax.data import Record
 
 CHUNK = 1024  # evaluation chunk: one compile serves every split size
+CACHE_VERSION = 1  # bump when what a runtime caches changes meaning
+
+
+def records_key(*parts) -> str:
+  """A hash of runtime settings and record lists (ids, texts, answers)."""
+  h = hashlib.sha256(str(CACHE_VERSION).encode())
+  for part in parts:
+    if isinstance(part, (list, tuple)) and part and isinstance(part[0], Record):
+      part = [tuple(r) for r in part]
+    h.update(json.dumps(part, sort_keys=True, default=str).encode())
+  return h.hexdigest()[:24]
+
+
+def load_or_compute(cache_dir: Optional[str], key: str,
+                    compute: Callable[[], Dict[str, np.ndarray]],
+                    log=print) -> Dict[str, np.ndarray]:
+  """`compute()` once per key: its arrays are kept in `<cache_dir>/<key>.npz`.
+
+  The runtime's queries are a pure function of the frozen base model (the
+  cache dir belongs to one base) and the key. Written to a temporary file
+  and renamed, so a crash never leaves a half-written entry; read without
+  pickle; an unreadable entry is recomputed.
+  """
+  if not cache_dir:
+    return compute()
+  path = os.path.join(cache_dir, key + ".npz")
+  if os.path.isfile(path):
+    try:
+      with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+      if log:
+        log(f"  cached queries read from {path}")
+      return arrays
+    except (OSError, ValueError) as e:
+      if log:
+        log(f"  {path} is unreadable ({e}); recomputing it")
+  arrays = compute()
+  os.makedirs(cache_dir, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".tmp")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      np.savez(f, **arrays)
+    os.replace(tmp, path)
+  except BaseException:
+    os.unlink(tmp)
+    raise
+  return arrays
 
 
 @functools.lru_cache(maxsize=32)
@@ -16,33 +68,59 @@ def jitted_queries(model, query_fn: Callable):
   return jax.jit(lambda params, *arrays: query_fn(model, params, *arrays))
 
 
+@functools.lru_cache(maxsize=32)
+def jitted_noisy_queries(model, noisy_fn: Callable, num: int):
+  """jit(noisy_fn(model, params, *arrays, rng, num)): the dropout pool of one
+  example (parity mode), compiled once per model, pool size and input shape
+  instead of running the model op by op on every edit."""
+  return jax.jit(lambda params, rng, *arrays: noisy_fn(model, params, *arrays,
+                                                       rng, num))
+
+
+def pad_to_multiple(a: np.ndarray, multiple: int = 8) -> np.ndarray:
+  """Zero-pad the last axis of [B, T] token arrays to a multiple (few
+  shapes, few compiles)."""
+  t = a.shape[-1]
+  return np.pad(a, ((0, 0), (0, -(-t // multiple) * multiple - t)))
+
+
+def length_batches(lengths: np.ndarray, batch_size: int, multiple: int = 8):
+  """Batches of rows with similar lengths: yields (rows, width), `width` the
+  batch's longest length rounded up to `multiple` (few shapes, few compiles;
+  short inputs pad little)."""
+  lengths = np.asarray(lengths)
+  order = np.argsort(lengths, kind="stable")
+  for start in range(0, len(order), batch_size):
+    rows = order[start:start + batch_size]
+    yield rows, int(-(-max(int(lengths[rows].max()), 1) // multiple) * multiple)
+
+
+def take_batch(a: np.ndarray, rows: np.ndarray, width: int,
+               batch_size: int) -> np.ndarray:
+  """Rows `rows` of token array `a` [N, T] as [batch_size, width]: columns
+  cropped or zero-padded, missing rows zero."""
+  out = np.zeros((batch_size, width), a.dtype)
+  used = min(width, a.shape[1])
+  out[:len(rows), :used] = a[rows, :used]
+  return out
+
+
 def batched_queries(query_fn, tokenize, texts: Sequence[str], batch_size: int,
                     what: str = "", log=print) -> np.ndarray:
-  """Queries of `texts`, batched by length so short texts pad little.
-
-  Lengths are rounded up to a multiple of 8 and batches padded to
-  `batch_size` rows: a handful of compiles for any number of texts.
+  """Queries of `texts`, batched by length (see `length_batches`), batches
+  padded to `batch_size` rows: a handful of compiles for any number of texts.
   """
   if not len(texts):
     return np.zeros((0, 0), np.float32)
   ids, mask = tokenize(texts)
-  lengths = mask.sum(-1)
-  order = np.argsort(lengths, kind="stable")
   out = [None] * len(texts)
-  n_batches = 0
-  for start in range(0, len(texts), batch_size):
-    idx = order[start:start + batch_size]
-    width = int(-(-lengths[idx].max() // 8) * 8)
-    used = min(width, ids.shape[1])
-    b_ids = np.zeros((batch_size, width), np.int32)
-    b_mask = np.zeros((batch_size, width), np.int32)
-    b_ids[:len(idx), :used] = ids[idx, :used]
-    b_mask[:len(idx), :used] = mask[idx, :used]
+  for idx, width in length_batches(mask.sum(-1), batch_size):
+    b_ids = take_batch(ids, idx, width, batch_size)
+    b_mask = take_batch(mask, idx, width, batch_size)
     b_mask[len(idx):, 0] = 1  # padded rows attend to one token
     q = np.asarray(query_fn(b_ids, b_mask))
     for row, j in enumerate(idx):
       out[j] = q[row]
-    n_batches += 1
   if log and what:
     log(f"  cached {len(texts)} queries: {what}")
   return np.stack(out)

@@ -19,3 +19,26 @@ def classification_runtime(num_stream: int = 60):
                                bench.edit[:num_stream], train[:40],
                                bench.test[:40], train[40:120], bench.val[:20],
                                batch_size=32, log=None)
+
+
+def seq2seq_runtime(num_stream: int = 30):
+  """A tiny random BART (width 32, 1+2 layers) over the tiny zsRE data."""
+  from transformers import BartConfig, FlaxBartForConditionalGeneration
+  from patcher_jax.data import load_benchmark
+  from patcher_jax.models import minilm
+  from patcher_jax.tasks.seq2seq import Seq2SeqRuntime
+  tok = minilm.load_tokenizer()
+  config = BartConfig(
+      vocab_size=tok.vocab_size, d_model=32, encoder_layers=1,
+      decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2,
+      encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
+      pad_token_id=0, bos_token_id=101, eos_token_id=102,
+      decoder_start_token_id=102, forced_bos_token_id=None,
+      scale_embedding=False)
+  model = FlaxBartForConditionalGeneration(config, seed=0)
+  bench = load_benchmark("zsre", scale="tiny")
+  train = list(bench.train)
+  return Seq2SeqRuntime(
+      model, model.params, tok, bench.edit[:num_stream], train[:16],
+      bench.test[:16], train[16:60], bench.val[:10], max_tgt_len=12,
+      max_new_tokens=12, batch_size=16, log=lambda *_: None)

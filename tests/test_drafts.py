@@ -1,0 +1,92 @@
+"""Draft checks: an answer read off a certified draft equals real greedy
+decoding of the patched model (tiny random BART, real tokenizer)."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import patcher_jax as pj
+from patcher_jax import drafts as drafts_lib
+from patcher_jax import stream
+
+from helpers import tiny
+
+
+@pytest.fixture(scope="module")
+def runtime():
+  return tiny.seq2seq_runtime()
+
+
+def _random_bank(runtime, n, scale, seed):
+  """n neurons on random directions, each firing sharply on the top 3% of
+  the test drafts' queries (the queries of a tiny random model are nearly
+  parallel, so keys on a query would fire everywhere): with large values
+  they change some answers and leave the rest exactly alone."""
+  k_dir, k_val = jax.random.split(jax.random.PRNGKey(seed))
+  d = runtime.base_drafts["test"]
+  dirs = np.asarray(jax.random.normal(k_dir, (n, runtime.dim)))
+  proj = d.queries[d.mask] @ dirs.T
+  sharp = 1e3 / proj.std(0)
+  keys = jnp.asarray(dirs * sharp[:, None])
+  biases = jnp.asarray(-sharp * np.quantile(proj, 0.97, axis=0))
+  values = scale * jax.random.normal(k_val, (n, runtime.dim))
+  neurons = pj.Neurons(keys, biases, values, jnp.ones_like(values))
+  return pj.add_neurons(pj.init_bank(64, runtime.dim), neurons,
+                        jnp.ones(n, bool), jnp.int32(0))
+
+
+def _by_decoding(runtime, bank, records):
+  return runtime._correct(bank, records)  # pylint: disable=protected-access
+
+
+def test_empty_bank_certifies_the_base_drafts(runtime):
+  bank = pj.init_bank(8, runtime.dim)
+  d = runtime.base_drafts["test"]
+  got = drafts_lib.check(runtime.tail, bank, d, runtime._max_new_tokens)  # pylint: disable=protected-access
+  assert (got >= 0).mean() > 0.8     # ties below the margin may decode
+  np.testing.assert_array_equal(got[got >= 0], d.correct[got >= 0])
+
+
+@pytest.mark.parametrize("scale,seed", [(3.0, 1), (30.0, 2)])
+def test_drafted_answers_equal_decoded_answers(runtime, scale, seed):
+  # Records whose gold answer is the unedited model's own output: a random
+  # model is otherwise always wrong, and the check could not tell anything.
+  empty = pj.init_bank(8, runtime.dim)
+  records = list(runtime.test) + list(runtime.train_sub)
+  own = [r._replace(answers=(a,)) for r, a in zip(
+      records, runtime.generate(empty, [r.input for r in records], 16))]
+  base = [runtime.base_drafts[s] for s in ("test", "train")]
+  drafts = drafts_lib.Drafts(*(np.concatenate(a) for a in zip(*base)))
+  drafts = drafts._replace(correct=np.ones(len(own), bool))
+  bank = _random_bank(runtime, 2, scale, seed)
+  before = dict(runtime.counts)
+  drafted = runtime._correct(bank, own, (drafts,))  # pylint: disable=protected-access
+  decoded = _by_decoding(runtime, bank, own)
+  np.testing.assert_array_equal(drafted, decoded)
+  assert runtime.counts["certified"] > before["certified"]
+  assert runtime.counts["decoded"] > before["decoded"] + len(own)
+  assert not decoded.all()          # the bank changed some answers
+
+
+def test_after_edit_by_drafts_equals_decoding(runtime):
+  cfg = stream.StreamConfig(num_edits=3, seed=0, checkpoint_every=0)
+  out = stream.run(runtime, pj.fast_config(mem_weight=10.0, max_steps=400),
+                   cfg, log=lambda *_: None)
+  bank = jax.tree.map(lambda a: a[0], out["state"].bank)
+  for rec in out["records"]:
+    r = runtime.stream[rec["stream_index"]]
+    questions = [r.input] + list(r.rephrases)[:5]
+    right = runtime._correct(bank, [r] * len(questions), (),  # pylint: disable=protected-access
+                             questions)
+    assert runtime.after_edit(bank, rec["stream_index"]) == (
+        bool(right[0]), int(right[1:].sum()), len(questions) - 1)
+
+
+def test_a_wrong_draft_token_is_never_certified(runtime):
+  bank = pj.init_bank(8, runtime.dim)
+  d = runtime.gold_stream
+  base = drafts_lib.check(runtime.tail, bank, d, runtime._max_new_tokens)  # pylint: disable=protected-access
+  flipped = d._replace(tokens=np.where(d.mask, (d.tokens + 1) % 1000,
+                                       d.tokens))
+  got = drafts_lib.check(runtime.tail, bank, flipped, runtime._max_new_tokens)  # pylint: disable=protected-access
+  assert np.all(got[base >= 0] == -1) or not np.any(base >= 0)
