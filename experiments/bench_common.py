@@ -26,6 +26,7 @@ import patcher_jax as pj
 from patcher_jax import losses
 from patcher_jax import memory as memory_lib
 from patcher_jax import stream as stream_lib
+from patcher_jax import tasks
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 flags.DEFINE_enum("task", "fever", ["fever", "zsre"], "Benchmark task.")
@@ -45,19 +46,12 @@ flags.DEFINE_enum("model_size", "trained", ["trained", "paper"],
                   "base model's tokenizer (fever: BERT-base, 12 layers, "
                   "d=768; zsre: BART-base, 6+6 layers, d=768, 50,265 words); "
                   "its mistakes are whatever the random model gets wrong.")
-flags.DEFINE_integer("split_size", 0, "Cap on the edit and val records "
-                     "cached (0: all; paper-size models need few: caching "
+flags.DEFINE_integer("split_size", 0, "Cap on the edit, val and test "
+                     "records (0: all; paper-size models need few: caching "
                      "their queries is slow).")
 flags.DEFINE_integer("seed", 0, "Seed of the mistake order and the edits.")
 flags.DEFINE_string("json", None, "Write the results here.")
 FLAGS = flags.FLAGS
-
-
-def edit_config(mode: str, task: str):
-  """fast_config / parity_config with the reference's memory-loss weight
-  (5 for FEVER, 10 for zsRE)."""
-  make = pj.fast_config if mode == "fast" else pj.parity_config
-  return make(mem_weight=5.0 if task == "fever" else 10.0)
 
 
 def forced(config):
@@ -85,10 +79,11 @@ def memory_loss_top(neurons, task, memory, config):
 
 
 def load_runtime(log=print, lean: bool = False, keep_rephrases=False):
-  """(benchmark, base model, runtime) from the flags, as run.py builds them.
+  """(benchmark, base model, runtime) from the flags, as run.py builds them
+  (`tasks.build_runtime`: its queries are cached next to the base model).
 
-  lean: skip what edit latency does not use (train-subset and test queries,
-  rephrases unless `keep_rephrases`), which takes most of the setup time.
+  lean: skip what edit latency does not use (test queries, rephrases unless
+  `keep_rephrases`). The TrainR subset stays: it decides the memory set.
   """
   from patcher_jax.data import load_benchmark  # pylint: disable=g-import-not-at-top
   from patcher_jax.models import base_cache  # pylint: disable=g-import-not-at-top
@@ -103,15 +98,19 @@ def load_runtime(log=print, lean: bool = False, keep_rephrases=False):
         evaluate_splits=False)
   if FLAGS.model_size == "paper":
     base = paper_size(base)
-  if FLAGS.split_size:
-    bench = bench._replace(edit=bench.edit[:FLAGS.split_size],
-                           val=bench.val[:FLAGS.split_size])
-  runtime = build_runtime(FLAGS.task, bench, base, seed=FLAGS.seed,
-                          train_sub_size=FLAGS.train_sub_size,
-                          memory_size=FLAGS.memory_size, lean=lean,
-                          keep_rephrases=keep_rephrases)
-  log(f"base {base.path}: memory {len(runtime.memory0)} rows, val memory "
-      f"{len(runtime.val_memory0)} rows, stream {len(runtime.stream)}")
+  cap = lambda split: split[:FLAGS.split_size] if FLAGS.split_size else split
+  edit = cap(bench.edit)
+  if lean and not keep_rephrases:
+    edit = [r._replace(rephrases=()) for r in edit]
+  bench = bench._replace(edit=edit, val=cap(bench.val),
+                         test=bench.test[:1] if lean else cap(bench.test))
+  runtime = tasks.build_runtime(FLAGS.task, bench, base, seed=FLAGS.seed,
+                                train_sub_size=FLAGS.train_sub_size,
+                                memory_size=FLAGS.memory_size,
+                                log=lambda *a: None)
+  log(f"base {base.path or base.info['label']}: memory "
+      f"{len(runtime.memory0)} rows, val memory {len(runtime.val_memory0)} "
+      f"rows, stream {len(runtime.stream)}")
   return bench, base, runtime
 
 
@@ -133,28 +132,11 @@ def paper_size(base):
   config = base.config.__class__.from_dict(
       dict(base.config.to_dict(), **PAPER_SIZES[base.config.model_type]))
   model = base.model.__class__(config, seed=0)
+  # no path: queries of a random model are not cached next to the base
   return base._replace(model=model, params=model.params, config=config,
-                       path=f"random {config.model_type}, paper size")
-
-
-def build_runtime(task, bench, base, *, seed, train_sub_size, memory_size,
-                  lean=False, keep_rephrases=False):
-  """run.build_runtime (importing run.py would clash with its absl flags)."""
-  from patcher_jax.tasks.classification import ClassificationRuntime  # pylint: disable=g-import-not-at-top
-  from patcher_jax.tasks.seq2seq import Seq2SeqRuntime  # pylint: disable=g-import-not-at-top
-  train = list(bench.train)
-  perm = np.random.default_rng(seed + 1).permutation(len(train))
-  train = [train[i] for i in perm]
-  sub, rest = train[:train_sub_size], train[train_sub_size:]
-  memory = rest[:memory_size] if memory_size else rest
-  cls = ClassificationRuntime if task == "fever" else Seq2SeqRuntime
-  stream, test = bench.edit, bench.test
-  if lean:
-    if not keep_rephrases:
-      stream = [r._replace(rephrases=()) for r in stream]
-    sub, test = sub[:1], test[:1]   # one record: runtimes expect some
-  return cls(base.model, base.params, base.tokenizer, stream, sub,
-             test, memory, bench.val, log=lambda *a: None)
+                       path=None, info=dict(
+                           base.info, label=f"random {config.model_type}, "
+                           "paper size (timing only)"))
 
 
 def find_mistakes(runtime, bank, count: int, seed: int, window: int = 64):

@@ -35,6 +35,7 @@ import numpy as np
 import patcher_jax as pj  # pylint: disable=g-import-not-at-top
 from patcher_jax import editor
 from patcher_jax import memory as memory_lib
+from patcher_jax import tasks
 from patcher_jax.adapters import bart, bert
 
 FLAGS = flags.FLAGS
@@ -96,7 +97,7 @@ def main(argv):
   bench, base, rt = common.load_runtime(lean=True)
   del bench, base
   task_name = FLAGS.task
-  config = common.edit_config(FLAGS.mode, task_name)
+  config = tasks.edit_config(task_name, FLAGS.mode)
   if FLAGS.max_steps:
     config = config._replace(max_steps=FLAGS.max_steps)
   noise = FLAGS.noise_samples if config.noise else 0
@@ -231,7 +232,7 @@ def main(argv):
 
 def _parity_check(rt, task_name: str, idx: int) -> dict:
   """Parity settings without noise: both paths, own stop rule, one edit."""
-  config = common.edit_config("parity", task_name)._replace(noise=False)
+  config = tasks.edit_config(task_name, "parity")._replace(noise=False)
   bank = pj.init_bank(8, rt.dim)
   memory = memory_lib.init_memory(rt.memory0)
   val = memory_lib.init_memory(rt.val_memory0)

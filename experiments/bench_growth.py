@@ -44,6 +44,7 @@ from patcher_jax import editor
 from patcher_jax import losses
 from patcher_jax import memory as memory_lib
 from patcher_jax import stream
+from patcher_jax import tasks
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("part", "stream", ["stream", "memory", "throughput"],
@@ -58,10 +59,6 @@ flags.DEFINE_string("folds", "1,4,8", "throughput: fold counts.")
 flags.DEFINE_integer("devices", 1, "throughput: forced host devices (set "
                      "before jax loads; folds are sharded when they divide).")
 flags.DEFINE_integer("checkpoint_every", 10, "stream: as run.py (0: none).")
-
-
-def _edit_config():
-  return common.edit_config("fast", FLAGS.task)
 
 
 def _window(records, start: int, size: int = 10):
@@ -90,7 +87,7 @@ def run_stream(rt):
       return out
     return wrapper
 
-  config = _edit_config()
+  config = tasks.edit_config(FLAGS.task)
   scfg = stream.StreamConfig(num_edits=FLAGS.num_edits, seed=FLAGS.seed,
                              checkpoint_every=FLAGS.checkpoint_every)
   # the stream's own buffers, for the probe's memory
@@ -220,7 +217,7 @@ def run_memory(rt):
   """Step cost of one edit as the memory set grows; the memory loss alone,
   computed the current way (top rows) and the dense way (before)."""
 
-  config = _edit_config()
+  config = tasks.edit_config(FLAGS.task)
   forced = common.forced(config)
   empty = pj.init_bank(8, rt.dim)
   # a probe with as many neurons as the task allows (zsRE: up to 5)
@@ -273,7 +270,7 @@ def run_memory(rt):
 
 def run_throughput(rt):
   """Edits per second of stream.run with n folds in lock step."""
-  config = _edit_config()
+  config = tasks.edit_config(FLAGS.task)
   out = []
   for folds in [int(f) for f in FLAGS.folds.split(",")]:
     scfg = stream.StreamConfig(num_edits=FLAGS.num_edits, num_folds=folds,
