@@ -58,6 +58,10 @@ flags.DEFINE_bool("progress", True, "Show a progress bar.")
 flags.DEFINE_string("coordinator", None, "host:port of the jax.distributed "
                     "coordinator (multi-process runs; folds are split over "
                     "processes).")
+flags.DEFINE_integer("max_neurons", None, "Neurons per edit at most, one per "
+                     "wrong answer token (zsRE). Default: 5 in parity mode "
+                     "(the reference's), 16 in fast mode (long answers "
+                     "otherwise cannot be fixed).")
 flags.DEFINE_integer("num_processes", 1, "Processes in a distributed run.")
 flags.DEFINE_integer("process_id", 0, "This process's index.")
 
@@ -164,6 +168,7 @@ def main(argv):
       num_edits=FLAGS.num_edits, num_folds=FLAGS.num_folds, seed=FLAGS.seed,
       noise_samples=64 if FLAGS.mode == "parity" else 0,
       reference_memory=FLAGS.mode == "parity",
+      max_neurons=FLAGS.max_neurons or tasks.MAX_NEURONS[FLAGS.mode],
       checkpoint_every=FLAGS.checkpoint_every, curve_every=curve_every)
   bar = _progress(FLAGS.num_edits * FLAGS.num_folds)
   done = {"n": 0, "ok": 0, "t0": time.perf_counter()}

@@ -204,9 +204,17 @@ def task_width(num_positions: int, total: int, floor: int = 4) -> int:
   return int(min(width, total))
 
 
-def pad_positions(task: EditTask, width: int) -> EditTask:
-  """`task` padded with masked positions to `width` (to stack tasks of
-  different widths, e.g. the folds of one vmapped edit)."""
+def pad_positions(task: EditTask, width: int,
+                  num_neurons: Optional[int] = None) -> EditTask:
+  """`task` padded with masked positions to `width` and masked neuron slots
+  to `num_neurons` (to stack tasks of different widths, e.g. the folds of
+  one vmapped edit)."""
+  slots = task.neuron_mask.shape[-1]
+  if num_neurons is not None and num_neurons > slots:
+    more = num_neurons - slots
+    task = task._replace(
+        neuron_pos=jnp.pad(task.neuron_pos, (0, more)),
+        neuron_mask=jnp.pad(task.neuron_mask, (0, more)))
   extra = width - task.queries.shape[-2]
   if extra <= 0:
     return task

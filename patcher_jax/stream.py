@@ -34,6 +34,8 @@ class StreamConfig(NamedTuple):
   seed: int = 0
   check_window: int = 8            # records checked per call (same bank)
   noise_samples: int = 0           # dropout pool per edit (parity: 64)
+  max_neurons: int = 5             # per edit, one per wrong token (seq2seq);
+                                   # the reference keeps the first 5
   reference_memory: bool = False   # the reference's duplicated memory rows
   memory_copies: int = 8           # ... as many copies as it trains on
   checkpoint_every: int = 10       # rounds between checkpoints (0: never)
@@ -95,7 +97,11 @@ def init_state(runtime, config: StreamConfig, rows_per_edit: int,
                num_slots: int) -> FoldState:
   """Empty banks and the initial memories, preallocated for the whole run."""
   f = num_slots
-  bank = patch_lib.init_bank(_capacity(config.num_edits * runtime.max_neurons),
+  # Sized for ~2 neurons an edit (zsRE averages 1.5; the worst case, 16,
+  # would make every check through the bank 8x dearer); grown if needed.
+  bank = patch_lib.init_bank(_capacity(config.num_edits
+                                       * min(2, _neurons_per_edit(runtime,
+                                                                  config))),
                              runtime.dim)
   extra = config.num_edits * rows_per_edit
   mem = memory_lib.init_memory(runtime.memory0,
@@ -185,7 +191,12 @@ def run(runtime, edit_config: editor.EditConfig, config: StreamConfig, *,
     tasks = [p[1] if p is not None else _empty_like_task(template)
              for p in picks]
     width = max(t.queries.shape[-2] for t in tasks)   # tasks may be cropped
-    tasks = [editor.pad_positions(t, width) for t in tasks]
+    slots = max(t.neuron_mask.shape[-1] for t in tasks)
+    tasks = [editor.pad_positions(t, width, slots) for t in tasks]
+    bank = patch_lib.ensure_capacity(state.bank, slots)  # rare: recompiles
+    if bank is not state.bank:
+      state = state._replace(bank=bank if sharding is None
+                             else jax.device_put(bank, sharding))
     keys = jnp.stack([jax.random.fold_in(
         base_key, 10_000 * folds[slot] + prog.edits[slot]) for slot in range(n)])
     ids = jnp.asarray(prog.edits, jnp.int32)
@@ -277,9 +288,13 @@ def summarize(result: Dict[str, Any]) -> Dict[str, Any]:
   return {"summary": summary, "curve": points}
 
 
+def _neurons_per_edit(runtime, config: StreamConfig) -> int:
+  return min(runtime.max_neurons, config.max_neurons)
+
+
 def _rows_per_edit(runtime, config: StreamConfig) -> int:
   rows = max(len(runtime.memory_rows(0)), 1) if len(runtime.stream) else 1
-  rows = max(rows, runtime.max_neurons + 1)
+  rows = max(rows, _neurons_per_edit(runtime, config) + 1)
   return rows * (config.memory_copies if config.reference_memory else 1)
 
 
@@ -298,7 +313,8 @@ def _next_mistake(runtime, bank, order, prog: Progress, slot: int,
     prog.cursors[slot] = start + offset
     idx = int(window[offset])
     key = jax.random.fold_in(base_key, 7_000_000 + 10_000 * fold + start)
-    task = runtime.edit_task(bank, idx, key, config.noise_samples)
+    task = runtime.edit_task(bank, idx, key, config.noise_samples,
+                             _neurons_per_edit(runtime, config))
     if task is None:   # generation wrong but teacher forcing right: skip
       prog.skipped.append({"fold": fold, "stream_index": idx,
                            "id": runtime.stream[idx].id})

@@ -247,8 +247,15 @@ def test_cropped_and_padded_tasks_give_the_same_edit(tiny_bart):
                               tmask[:width], max_neurons=5)
   padded = editor.pad_positions(cropped, 8)
   chex.assert_shape(padded.queries, (8, 32))
+  # one slot per position is enough; stacking pads the slots back
+  slim = pj.make_edit_task(tail, bank, q[0][:width], t.labels[0][:width],
+                           tmask[:width], max_neurons=width)
+  slim_padded = editor.pad_positions(slim, 8, num_neurons=7)
+  chex.assert_shape([slim_padded.neuron_pos, slim_padded.neuron_mask], (7,))
+  assert not bool(slim_padded.neuron_mask[4:].any())
+  tasks = (full, cropped, padded, slim, slim_padded)
   results = [pj.edit(tail, bank, task, memory, memory, jax.random.PRNGKey(0),
-                     0, config=config) for task in (full, cropped, padded)]
+                     0, config=config) for task in tasks]
   assert bool(results[0][1].success)
   for got in results[1:]:
     assert int(got[1].steps) == int(results[0][1].steps)

@@ -38,3 +38,20 @@ def test_teacher_forced_success_means_generation_success(runtime):
   i = recs[0]["stream_index"]
   m = int(np.asarray(runtime.stream_qa["decoder_attention_mask"][i]).sum())
   assert runtime.memory_rows(i).shape == (m - 1, runtime.dim)
+
+
+def test_a_bank_grown_mid_stream_gives_the_same_run(runtime, monkeypatch):
+  cfg = stream.StreamConfig(num_edits=3, seed=0, checkpoint_every=0,
+                            max_neurons=16)
+  config = pj.fast_config(mem_weight=10.0, max_steps=400)
+  want = stream.run(runtime, config, cfg, log=lambda *_: None)
+  monkeypatch.setattr(stream, "_capacity", lambda n: 1)  # grow at every edit
+  got = stream.run(runtime, config, cfg, log=lambda *_: None)
+  drop_time = lambda recs: [{k: v for k, v in r.items() if k != "edit_time_s"}
+                            for r in recs]
+  assert drop_time(got["records"]) == drop_time(want["records"])
+  a, b = want["state"].bank, got["state"].bank
+  n = int(a.size[0])
+  assert int(b.size[0]) == n and b.capacity >= n
+  np.testing.assert_allclose(b.keys[:, :n], a.keys[:, :n], atol=1e-6)
+  np.testing.assert_allclose(b.values[:, :n], a.values[:, :n], atol=1e-6)

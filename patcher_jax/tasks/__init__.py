@@ -2,13 +2,17 @@
 and the checks a sequential-editing stream asks for.
 
 Both runtimes answer the same calls (duck-typed): `mistakes(bank, idxs)`,
-`edit_task(bank, i, rng, noise_samples)`, `after_edit(bank, i)`,
+`edit_task(bank, i, rng, noise_samples, max_neurons)`, `after_edit(bank, i)`,
 `memory_rows(i)`, `accuracy(bank, split)`, `stream_accuracy(bank, idxs)`,
 plus `tail`, `dim`, `max_neurons`, `memory0`, `val_memory0`.
 """
 import os
 
 import numpy as np
+
+# Neurons per edit at most (one per wrong answer token): the reference keeps
+# the first 5; fast mode covers every wrong token of the answers here.
+MAX_NEURONS = {"parity": 5, "fast": 16}
 
 
 def edit_config(task: str, mode: str = "fast", **overrides):

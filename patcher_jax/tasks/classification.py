@@ -22,7 +22,7 @@ from patcher_jax.tasks import common
 class ClassificationRuntime:
   """Cached queries and evaluation for one classifier and one benchmark."""
 
-  max_neurons = 1
+  max_neurons = 1   # one label: one wrong position
 
   def __init__(self, model, params, tokenizer, stream: Sequence[Record],
                train_sub: Sequence[Record], test: Sequence[Record],
@@ -78,7 +78,8 @@ class ClassificationRuntime:
   def mistakes(self, bank, idxs) -> np.ndarray:
     return ~self.correct(bank, self.q_stream[idxs], self.y_stream[idxs])
 
-  def edit_task(self, bank, i: int, rng, noise_samples: int = 0):
+  def edit_task(self, bank, i: int, rng, noise_samples: int = 0,
+                max_neurons: int = 1):
     """The cached inputs of editing stream record i (None: nothing to fix)."""
     noisy = None
     if noise_samples:
@@ -90,7 +91,7 @@ class ClassificationRuntime:
     task = _make_edit_task(
         self.tail, bank, self.q_stream[i:i + 1],
         self.y_stream[i:i + 1], np.ones(1, bool), noisy_queries=noisy,
-        max_neurons=self.max_neurons)
+        max_neurons=min(max_neurons, self.max_neurons))
     return task if bool(task.neuron_mask.any()) else None
 
   def after_edit(self, bank, i: int):

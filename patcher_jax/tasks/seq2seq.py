@@ -45,7 +45,7 @@ def patched_generate_fn(model, max_new_tokens: int):
 class Seq2SeqRuntime:
   """Cached queries, memory and generation-based checks for one BART."""
 
-  max_neurons = 5
+  max_neurons = 32  # one per wrong answer token; StreamConfig caps it
 
   def __init__(self, model, params, tokenizer, stream: Sequence[Record],
                train_sub: Sequence[Record], test: Sequence[Record],
@@ -222,7 +222,8 @@ class Seq2SeqRuntime:
     return ~self._correct(bank, [self.stream[i] for i in idxs],
                           self._stream_drafts(idxs))
 
-  def edit_task(self, bank, i: int, rng, noise_samples: int = 0):
+  def edit_task(self, bank, i: int, rng, noise_samples: int = 0,
+                max_neurons: int = 5):
     """Cached inputs of editing stream record i; None if teacher forcing
     finds no wrong token (generation and teacher forcing can disagree)."""
     enc = self.stream_qa
@@ -241,7 +242,9 @@ class Seq2SeqRuntime:
               self.params, rng, *arrays)
     task = _make_edit_task(
         self.tail, bank, self.q_stream[i][:width], enc["labels"][i][:width],
-        mask[:width], noisy_queries=noisy, max_neurons=self.max_neurons)
+        mask[:width], noisy_queries=noisy,
+        # at most one neuron per position: width-4 tasks need only 4 slots
+        max_neurons=min(max_neurons, width))
     return task if bool(task.neuron_mask.any()) else None
 
   def after_edit(self, bank, i: int):

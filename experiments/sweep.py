@@ -1,0 +1,81 @@
+"""Compare edit settings on the first edits of one stream (SR, GR, ER, time).
+
+The runtime (base model, cached queries: shared with run.py's cache) is
+built once; each setting then runs the same seeded stream from an empty bank.
+
+  python experiments/sweep.py --task=zsre --num_edits=100 \
+      --settings="edit_margin=0;edit_margin=2;edit_margin=4"
+"""
+import json
+import os
+import statistics
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("task", "zsre", ["fever", "zsre"], "Benchmark task.")
+flags.DEFINE_enum("mode", "fast", ["fast", "parity"], "Base edit config.")
+flags.DEFINE_integer("num_edits", 100, "Edits per setting.")
+flags.DEFINE_string("settings", "", "';'-separated settings, each a ','-"
+                    "separated list of EditConfig overrides (name=value); an "
+                    "empty setting is the mode's default.")
+flags.DEFINE_string("cache_dir", None, "Base-model cache (as run.py).")
+flags.DEFINE_integer("train_sub_size", 2000, "TrainR subset (as run.py).")
+flags.DEFINE_integer("seed", 0, "Stream seed.")
+flags.DEFINE_string("json", None, "Write the table here.")
+
+
+def parse_setting(text: str, config):
+  """'a=1,b=x' -> config with those fields replaced (typed as the field)."""
+  overrides = {}
+  for item in filter(None, (t.strip() for t in text.split(","))):
+    name, _, value = item.partition("=")
+    if name not in config._fields:
+      raise ValueError(f"--settings: EditConfig has no field {name!r}")
+    kind = type(getattr(config, name))
+    overrides[name] = (value.lower() in ("1", "true", "yes") if kind is bool
+                       else kind(value))
+  return config._replace(**overrides)
+
+
+def main(argv):
+  del argv
+  from patcher_jax import metrics, stream, tasks  # pylint: disable=g-import-not-at-top
+  from patcher_jax.data import load_benchmark  # pylint: disable=g-import-not-at-top
+  from patcher_jax.models import base_cache  # pylint: disable=g-import-not-at-top
+  bench = load_benchmark(FLAGS.task)
+  base = base_cache.load_or_train_base(FLAGS.task, bench,
+                                       cache_dir=FLAGS.cache_dir,
+                                       data_key="embedded:full")
+  runtime = tasks.build_runtime(FLAGS.task, bench, base, seed=FLAGS.seed,
+                                train_sub_size=FLAGS.train_sub_size)
+  rows = []
+  for text in FLAGS.settings.split(";"):
+    config = parse_setting(text, tasks.edit_config(FLAGS.task, FLAGS.mode))
+    out = stream.run(runtime, config,
+                     stream.StreamConfig(
+                         num_edits=FLAGS.num_edits, seed=FLAGS.seed,
+                         checkpoint_every=0,
+                         max_neurons=tasks.MAX_NEURONS[FLAGS.mode]),
+                     log=lambda *_: None)
+    summary = metrics.summarize(out["records"], out["folds"])
+    times = [r["edit_time_s"] for r in out["records"][2:]]  # after compiles
+    row = {"setting": text or "default",
+           **{k: summary[k] for k in ("SR", "GR", "ER", "TrainR", "TestR")},
+           "median_edit_s": statistics.median(times) if times else None,
+           "median_steps": statistics.median(
+               r["steps"] for r in out["records"]),
+           "failed": sum(not r["train_success"] for r in out["records"])}
+    rows.append(row)
+    print(json.dumps(row), flush=True)
+  if FLAGS.json:
+    with open(FLAGS.json, "w") as f:
+      json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+  app.run(main)
