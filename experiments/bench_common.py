@@ -49,6 +49,8 @@ flags.DEFINE_enum("model_size", "trained", ["trained", "paper"],
 flags.DEFINE_integer("split_size", 0, "Cap on the edit, val and test "
                      "records (0: all; paper-size models need few: caching "
                      "their queries is slow).")
+flags.DEFINE_integer("max_neurons", None, "Neurons per edit at most (zsRE; "
+                     "as run.py: default tasks.MAX_NEURONS of the mode).")
 flags.DEFINE_integer("seed", 0, "Seed of the mistake order and the edits.")
 flags.DEFINE_string("json", None, "Write the results here.")
 FLAGS = flags.FLAGS
@@ -152,13 +154,21 @@ def find_mistakes(runtime, bank, count: int, seed: int, window: int = 64):
   return picks[:count]
 
 
-def widest_task(runtime, seed: int, candidates: int = 40):
+def neuron_cap(runtime, mode: str) -> int:
+  """Neurons per edit at most, as run.py sets it (the runtime's own cap:
+  1 for FEVER)."""
+  return min(runtime.max_neurons,
+             FLAGS.max_neurons or tasks.MAX_NEURONS[mode])
+
+
+def widest_task(runtime, seed: int, max_neurons: int, candidates: int = 40):
   """The edit task (from an empty bank) with the most neurons among the first
-  `candidates` mistakes (zsRE: up to 5; FEVER: always 1)."""
+  `candidates` mistakes (FEVER: always 1)."""
   empty = pj.init_bank(8, runtime.dim)
   best = None
   for idx in find_mistakes(runtime, empty, candidates, seed):
-    task = runtime.edit_task(empty, idx, jax.random.PRNGKey(0), 0)
+    task = runtime.edit_task(empty, idx, jax.random.PRNGKey(0), 0,
+                             max_neurons)
     if task is not None and (best is None or int(task.neuron_mask.sum())
                              > int(best.neuron_mask.sum())):
       best = task

@@ -103,7 +103,8 @@ def main(argv):
   noise = FLAGS.noise_samples if config.noise else 0
   empty = pj.init_bank(8, rt.dim)
   picks = common.find_mistakes(rt, empty, FLAGS.num_edits + 8, FLAGS.seed)
-  rows = max(len(rt.memory_rows(0)), rt.max_neurons + 1)
+  n_cap = common.neuron_cap(rt, FLAGS.mode)
+  rows = max(len(rt.memory_rows(0)), n_cap + 1)
   cap = lambda n: max(8, 1 << (n - 1).bit_length())
   # memory buffers sized as the stream sizes them (stream.init_state)
   memory, val_memory = (memory_lib.init_memory(
@@ -112,7 +113,7 @@ def main(argv):
   append = jax.jit(memory_lib.append, donate_argnums=0)
   counters = {"cached": common.Counter(pj.edit), "full": common.Counter(pj.edit)}
   runs = {k: jax.jit(c, static_argnames="config") for k, c in counters.items()}
-  banks = {k: pj.init_bank(cap(len(picks) * rt.max_neurons), rt.dim)
+  banks = {k: pj.init_bank(cap(len(picks) * n_cap), rt.dim)
            for k in runs}
   records = []
   print(f"{task_name} {FLAGS.mode}: {len(picks)} candidate mistakes, memory "
@@ -127,7 +128,7 @@ def main(argv):
     compiles.phase = "edit:cached"
     mark = compiles.mark()
     t0 = time.perf_counter()
-    task = rt.edit_task(banks["cached"], idx, key, noise)
+    task = rt.edit_task(banks["cached"], idx, key, noise, n_cap)
     if task is None:          # teacher forcing finds nothing to fix: skip
       continue
     new_bank, stats = runs["cached"](rt.tail, banks["cached"], task, memory,
@@ -145,7 +146,7 @@ def main(argv):
     compiles.phase = "edit:full"
     mark = compiles.mark()
     t0 = time.perf_counter()
-    task_f = rt.edit_task(banks["full"], idx, key, 0)
+    task_f = rt.edit_task(banks["full"], idx, key, 0, n_cap)
     if task_f is None:
       task_f = editor.EditTask(*task)    # the paths disagree: same inputs
     full = full_model_for(rt, task_name, idx, banks["full"],
@@ -160,7 +161,7 @@ def main(argv):
     rec.update(full_steps=int(stats_f.steps),
                full_success=bool(stats_f.success))
     if FLAGS.mode == "fast":     # deterministic: the new neurons must agree
-      rec["patch_diff"] = _new_neurons_diff(banks, new_bank, rt.max_neurons)
+      rec["patch_diff"] = _new_neurons_diff(banks, new_bank, n_cap)
     banks["full"] = new_bank
     # the edited example joins both memories (shared by the two paths)
     compiles.phase = "memory"
@@ -236,7 +237,8 @@ def _parity_check(rt, task_name: str, idx: int) -> dict:
   bank = pj.init_bank(8, rt.dim)
   memory = memory_lib.init_memory(rt.memory0)
   val = memory_lib.init_memory(rt.val_memory0)
-  task = rt.edit_task(bank, idx, jax.random.PRNGKey(0), 0)
+  task = rt.edit_task(bank, idx, jax.random.PRNGKey(0), 0,
+                      common.neuron_cap(rt, "parity"))
   run = jax.jit(pj.edit, static_argnames="config")
   key = jax.random.PRNGKey(7)
   b_c, s_c = run(rt.tail, bank, task, memory, val, key, 0, config=config)

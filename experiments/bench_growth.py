@@ -88,8 +88,10 @@ def run_stream(rt):
     return wrapper
 
   config = tasks.edit_config(FLAGS.task)
+  n_cap = common.neuron_cap(rt, "fast")
   scfg = stream.StreamConfig(num_edits=FLAGS.num_edits, seed=FLAGS.seed,
-                             checkpoint_every=FLAGS.checkpoint_every)
+                             checkpoint_every=FLAGS.checkpoint_every,
+                             max_neurons=n_cap)
   # the stream's own buffers, for the probe's memory
   rows = stream._rows_per_edit(rt, scfg)  # pylint: disable=protected-access
   capacity = common.memory_capacity(len(rt.memory0) + scfg.num_edits * rows)
@@ -99,7 +101,7 @@ def run_stream(rt):
   probe_idx = next(int(i) for i in order[:256]
                    if rt.mistakes(pj.init_bank(8, rt.dim), [i])[0])
   probe_task = rt.edit_task(pj.init_bank(8, rt.dim), probe_idx,
-                            jax.random.PRNGKey(0), 0)
+                            jax.random.PRNGKey(0), 0, n_cap)
   probe_cfg = common.forced(config)
   probe_run = jax.jit(pj.edit, static_argnames="config")
   probes_at = {int(p) for p in FLAGS.probes.split(",")}
@@ -220,8 +222,8 @@ def run_memory(rt):
   config = tasks.edit_config(FLAGS.task)
   forced = common.forced(config)
   empty = pj.init_bank(8, rt.dim)
-  # a probe with as many neurons as the task allows (zsRE: up to 5)
-  task = common.widest_task(rt, FLAGS.seed)
+  # a probe with as many neurons as the task allows (zsRE: up to the cap)
+  task = common.widest_task(rt, FLAGS.seed, common.neuron_cap(rt, "fast"))
   run = jax.jit(pj.edit, static_argnames="config")
   rng = np.random.default_rng(FLAGS.seed)
   base_rows = np.asarray(rt.memory0)
@@ -274,7 +276,8 @@ def run_throughput(rt):
   out = []
   for folds in [int(f) for f in FLAGS.folds.split(",")]:
     scfg = stream.StreamConfig(num_edits=FLAGS.num_edits, num_folds=folds,
-                               seed=FLAGS.seed, checkpoint_every=0)
+                               seed=FLAGS.seed, checkpoint_every=0,
+                               max_neurons=common.neuron_cap(rt, "fast"))
     sharded = stream._fold_sharding(folds) is not None  # pylint: disable=protected-access
     t0 = time.perf_counter()
     result = stream.run(rt, config, scfg, log=lambda *a: None)

@@ -92,7 +92,7 @@ def main(argv):
   del argv
   _, _, rt = common.load_runtime(lean=True)
   config = tasks.edit_config(FLAGS.task, "fast")
-  task = common.widest_task(rt, FLAGS.seed)
+  task = common.widest_task(rt, FLAGS.seed, common.neuron_cap(rt, "fast"))
   memory = memory_lib.init_memory(
       rt.memory0, common.memory_capacity(len(rt.memory0)))
   ms = profile(rt.tail, task, memory, config, FLAGS.iters, FLAGS.repeats)
