@@ -90,3 +90,21 @@ def test_a_wrong_draft_token_is_never_certified(runtime):
                                        d.tokens))
   got = drafts_lib.check(runtime.tail, bank, flipped, runtime._max_new_tokens)  # pylint: disable=protected-access
   assert np.all(got[base >= 0] == -1) or not np.any(base >= 0)
+
+
+@pytest.mark.parametrize("scale", [0.0, 0.3, 3.0, 30.0])
+def test_the_cheap_certificate_is_sound(runtime, scale):
+  """Wherever the bound says a draft holds, the exact check agrees."""
+  from patcher_jax.adapters import bart
+  d = runtime.base_drafts["test"]
+  bank = _random_bank(runtime, 2, scale, 3)
+  args = [jnp.asarray(a) for a in (d.queries, d.lead, d.spread, d.mask)]
+  bound = np.asarray(drafts_lib.bound_holds(
+      runtime.tail, bank, *args, jnp.float32(bart.head_norm(runtime.tail)),
+      margin=drafts_lib.MARGIN))
+  exact = np.asarray(drafts_lib.holds(
+      runtime.tail, bank, jnp.asarray(d.queries), jnp.asarray(d.tokens),
+      jnp.asarray(d.mask), margin=drafts_lib.MARGIN))
+  assert not np.any(bound & ~exact)
+  if scale == 0.0:
+    np.testing.assert_array_equal(bound, exact)   # nothing moved

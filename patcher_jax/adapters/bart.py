@@ -86,6 +86,14 @@ def forward(model, params, input_ids, attention_mask, decoder_input_ids,
   return out.logits, captured[0]
 
 
+def head_norm(tail: tail_lib.Tail) -> float:
+  """The largest norm of an LM-head row (how far a logit can move per unit
+  move of the hidden state)."""
+  head = tail.head
+  rows = (head["embedding"] if "embedding" in head else head["kernel"].T)
+  return float(jnp.max(jnp.linalg.norm(rows, axis=-1)))
+
+
 def queries(model, params, input_ids, attention_mask, decoder_input_ids,
             decoder_attention_mask, *, train=False, rng=None):
   """fc1 inputs of the last decoder layer at every position: [B, T, d]."""

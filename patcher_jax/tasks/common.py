@@ -13,7 +13,7 @@ import numpy as np
 from patcher_jax.data import Record
 
 CHUNK = 1024  # evaluation chunk: one compile serves every split size
-CACHE_VERSION = 1  # bump when what a runtime caches changes meaning
+CACHE_VERSION = 2  # bump when what a runtime caches changes meaning
 
 
 def records_key(*parts) -> str:

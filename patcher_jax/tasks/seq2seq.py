@@ -55,6 +55,7 @@ class Seq2SeqRuntime:
                cache_dir: Optional[str] = None, log=print):
     self.model, self.params, self.tokenizer = model, params, tokenizer
     self.tail = bart.make_tail(model.config, params)
+    self._head_norm = bart.head_norm(self.tail)
     self.max_src_len, self.max_tgt_len = max_src_len, max_tgt_len
     self.stream, self.train_sub, self.test = list(stream), list(train_sub), list(
         test)
@@ -140,7 +141,11 @@ class Seq2SeqRuntime:
     texts = qa_format.decode_ids(self.tokenizer, np.where(mask, labels, 0))
     correct = np.array([qa_format.exact_match(t, r.answers)
                         for t, r in zip(texts, records)], bool)
-    return drafts_lib.Drafts(queries, labels, mask, correct)
+    # no cheap certificate: a gold answer matters where the unedited model
+    # is wrong, and there its lead is negative anyway
+    return drafts_lib.Drafts(queries, labels, mask, correct,
+                             np.full(mask.shape, -np.inf, np.float32),
+                             np.zeros(mask.shape, np.float32))
 
   def _base_drafts(self, records) -> drafts_lib.Drafts:
     """The unedited model's greedy answers and their queries."""
@@ -148,7 +153,9 @@ class Seq2SeqRuntime:
     if not records:
       return drafts_lib.Drafts(np.zeros((0, t, d), np.float32),
                                np.zeros((0, t), np.int32),
-                               np.zeros((0, t), bool), np.zeros(0, bool))
+                               np.zeros((0, t), bool), np.zeros(0, bool),
+                               np.zeros((0, t), np.float32),
+                               np.zeros((0, t), np.float32))
     empty = patch_lib.init_bank(8, d)
     questions = [r.input for r in records]
     ids = self._generate_ids(empty, questions, self.batch_size)
@@ -166,7 +173,8 @@ class Seq2SeqRuntime:
     texts = qa_format.decode_ids(self.tokenizer, ids)
     correct = np.array([qa_format.exact_match(t, r.answers)
                         for t, r in zip(texts, records)], bool)
-    return drafts_lib.Drafts(queries, ids, mask, correct)
+    lead, spread = drafts_lib.leads(self.tail, queries, ids, mask)
+    return drafts_lib.Drafts(queries, ids, mask, correct, lead, spread)
 
   # -- generation ------------------------------------------------------------
 
@@ -201,7 +209,7 @@ class Seq2SeqRuntime:
       if not len(todo):
         break
       known[todo] = drafts_lib.check(self.tail, bank, d.take(todo),
-                                     self._max_new_tokens)
+                                     self._max_new_tokens, self._head_norm)
     todo = np.flatnonzero(known < 0)
     self.counts["certified"] += len(records) - len(todo)
     self.counts["decoded"] += len(todo)
