@@ -62,6 +62,8 @@ class EditConfig(NamedTuple):
   keep_failed: bool = False       # merge a failed edit's neurons anyway
   edit_margin: float = 0.0        # "margins" rule: the fix must hold by this
                                   # much (logit / logit-lead), not just flip
+  margin_patience: int = 30       # ... or stop this many steps after all
+                                  # else holds (in-step checks only)
 
 
 def parity_config(**overrides) -> EditConfig:
@@ -372,10 +374,15 @@ def patch_step(state: EditState, tail: Tail, task: EditTask, memory: Memory,
   return EditState(neurons, opt_state, state.lr, state.step + 1, rng), parts
 
 
+def _memory_margins_ok(parts: LossParts, config: EditConfig) -> chex.Array:
+  """The margins the memory loss asks for hold."""
+  return ((parts.max_h < config.beta)
+          & (parts.min_alpha > parts.max_h + config.gamma))
+
+
 def _margins_ok(parts: LossParts, config: EditConfig) -> chex.Array:
   """The fix holds by edit_margin and the memory-loss margins hold."""
-  return (~jnp.any(parts.unsure) & (parts.max_h < config.beta)
-          & (parts.min_alpha > parts.max_h + config.gamma))
+  return ~jnp.any(parts.unsure) & _memory_margins_ok(parts, config)
 
 
 def _success(parts: LossParts) -> chex.Array:
@@ -499,7 +506,14 @@ def edit(tail: Tail, bank: PatchBank, task: EditTask, memory: Memory,
                                      loop.n_success_checks, loop.done)
     if check_in_step:
       # parts describe the pre-step parameters: keep them if they pass.
-      done = stop_now(parts) & (step >= config.check_start)
+      # A fix that holds with every margin but its lead (edit_margin: not
+      # always reachable behind a LayerNorm) gets margin_patience more steps.
+      settled = _success(parts)
+      if config.stop_rule == "margins":
+        settled = settled & _memory_margins_ok(parts, config)
+      n_ok = jnp.where(settled, n_ok + 1, 0)
+      done = (stop_now(parts) | (n_ok > config.margin_patience)) & (
+          step >= config.check_start)
       new_state = jax.tree.map(lambda a, b: jnp.where(done, a, b), state,
                                new_state)
       return _Loop(new_state, plateau, best_val, n_ok, done)

@@ -260,3 +260,22 @@ def test_cropped_and_padded_tasks_give_the_same_edit(tiny_bart):
   for got in results[1:]:
     assert int(got[1].steps) == int(results[0][1].steps)
     chex.assert_trees_all_close(got[0], results[0][0], atol=1e-5, rtol=1e-5)
+
+
+def test_an_unreachable_edit_margin_stops_after_the_patience(tiny_bart):
+  t = tiny_bart
+  _, q = bart.forward(t.model, t.params, *t.batch())
+  tail = bart.make_tail(t.config, t.params)
+  memory = pj.init_memory(q[1:].reshape(-1, 32), 64)
+  bank = pj.init_bank(8, 32)
+  task = pj.make_edit_task(tail, bank, q[0], t.labels[0],
+                           jnp.array([True, True, True, False, False]),
+                           max_neurons=5)
+  run = lambda **kw: pj.edit(tail, bank, task, memory, memory,
+                             jax.random.PRNGKey(0), 0,
+                             config=pj.fast_config(mem_weight=10.0, **kw))[1]
+  plain = run()
+  capped = run(edit_margin=1e6, margin_patience=5)
+  assert bool(plain.success) and bool(capped.success)
+  assert int(plain.steps) <= int(capped.steps) <= int(plain.steps) + 6
+  assert not bool(capped.margins_ok)
