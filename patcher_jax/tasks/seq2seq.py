@@ -221,14 +221,18 @@ class Seq2SeqRuntime:
 
   # -- what the stream asks --------------------------------------------------
 
-  def _stream_drafts(self, idxs):
+  def _stream_drafts(self, idxs, edited: bool):
+    """Drafts of stream records, likeliest first: an edited record should
+    answer its gold answer; any other mostly answers as before (and the
+    cheap certificate settles those)."""
     idxs = np.asarray(idxs, int)
-    return (self.gold_stream.take(idxs),
-            self.base_drafts["stream"].take(idxs))
+    gold, base = (self.gold_stream.take(idxs),
+                  self.base_drafts["stream"].take(idxs))
+    return (gold, base) if edited else (base, gold)
 
   def mistakes(self, bank, idxs) -> np.ndarray:
     return ~self._correct(bank, [self.stream[i] for i in idxs],
-                          self._stream_drafts(idxs))
+                          self._stream_drafts(idxs, edited=False))
 
   def edit_task(self, bank, i: int, rng, noise_samples: int = 0,
                 max_neurons: int = 5):
@@ -284,7 +288,7 @@ class Seq2SeqRuntime:
     if not len(idxs):
       return float("nan")
     return float(np.mean(self._correct(bank, [self.stream[i] for i in idxs],
-                                       self._stream_drafts(idxs),
+                                       self._stream_drafts(idxs, edited=True),
                                        batch=EVAL_BATCH)))
 
 
