@@ -178,12 +178,18 @@ def test_plateau_rule_matches_torch_semantics():
   np.testing.assert_allclose(lrs, [0.01, 0.01, 0.005, 0.005, 0.005, 0.0025])
 
 
+def _bart_edit_inputs(t):
+  """Decoder queries of the tiny BART batch, its tail, and a memory of every
+  row but the first (the one edited)."""
+  _, q = bart.forward(t.model, t.params, *t.batch())
+  tail = bart.make_tail(t.config, t.params)
+  return q, tail, pj.init_memory(q[1:].reshape(-1, 32), 64)
+
+
 def test_full_model_path_gives_the_same_patch(tiny_bart):
   """Cached tail and whole-model path: same steps, same neurons (fast mode)."""
   t = tiny_bart
-  _, q = bart.forward(t.model, t.params, *t.batch())
-  tail = bart.make_tail(t.config, t.params)
-  memory = pj.init_memory(q[1:].reshape(-1, 32), 64)
+  q, tail, memory = _bart_edit_inputs(t)
   config = pj.fast_config(mem_weight=10.0)
   bank = pj.init_bank(8, 32)
   task = pj.make_edit_task(tail, bank, q[0], t.labels[0], jnp.ones(5, bool),
@@ -233,9 +239,7 @@ def test_cropped_and_padded_tasks_give_the_same_edit(tiny_bart):
   """A seq2seq task cropped to its target positions, or padded with masked
   ones (to stack with wider tasks), trains the same neurons."""
   t = tiny_bart
-  _, q = bart.forward(t.model, t.params, *t.batch())
-  tail = bart.make_tail(t.config, t.params)
-  memory = pj.init_memory(q[1:].reshape(-1, 32), 64)
+  q, tail, memory = _bart_edit_inputs(t)
   config = pj.fast_config(mem_weight=10.0)
   bank = pj.init_bank(8, 32)
   tmask = jnp.array([True, True, True, False, False])
@@ -264,9 +268,7 @@ def test_cropped_and_padded_tasks_give_the_same_edit(tiny_bart):
 
 def test_an_unreachable_edit_margin_stops_after_the_patience(tiny_bart):
   t = tiny_bart
-  _, q = bart.forward(t.model, t.params, *t.batch())
-  tail = bart.make_tail(t.config, t.params)
-  memory = pj.init_memory(q[1:].reshape(-1, 32), 64)
+  q, tail, memory = _bart_edit_inputs(t)
   bank = pj.init_bank(8, 32)
   task = pj.make_edit_task(tail, bank, q[0], t.labels[0],
                            jnp.array([True, True, True, False, False]),

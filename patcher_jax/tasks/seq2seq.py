@@ -262,12 +262,15 @@ class Seq2SeqRuntime:
   def after_edit(self, bank, i: int):
     r = self.stream[i]
     reph = list(r.rephrases)[:5]
+    gold = self.gold_stream.take([i])   # cached: only the rephrases are new
+    if reph:
+      enc = qa_format.encode_qa(self.tokenizer, reph,
+                                [r.answers[0]] * len(reph),
+                                self.max_src_len, self.max_tgt_len)
+      more = self._gold_drafts([r] * len(reph), enc,
+                               self._teacher_forced(enc, CHECK_BATCH))
+      gold = drafts_lib.Drafts(*(np.concatenate(a) for a in zip(gold, more)))
     questions = [r.input] + reph
-    enc = qa_format.encode_qa(self.tokenizer, questions,
-                              [r.answers[0]] * len(questions),
-                              self.max_src_len, self.max_tgt_len)
-    gold = self._gold_drafts([r] * len(questions), enc,
-                             self._teacher_forced(enc, CHECK_BATCH))
     right = self._correct(bank, [r] * len(questions), (gold,), questions)
     return bool(right[0]), int(right[1:].sum()), len(reph)
 
