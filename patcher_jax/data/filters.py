@@ -19,8 +19,8 @@ NO_REPHRASE = "edit records without rephrases (edited; not in GR)"
 def keep_only(source, keep, dropped):
   """`source` (a KiltFile or formats.SourceFile) with only the records where
   `keep` is true, and `dropped` (reason -> count) added to its report."""
-  per_record = [f for f in ("records", "lines", "subjects")
-                if f in source._fields and len(getattr(source, f))]
+  per_record = ["records", "lines"] + [
+      f for f in ("subjects",) if f in source._fields and getattr(source, f)]
   out = {f: tuple(x for x, k in zip(getattr(source, f), keep) if k)
          for f in per_record}
   total = collections.Counter(source.report.dropped)

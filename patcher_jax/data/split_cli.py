@@ -88,7 +88,7 @@ def _tokenizer(args):
 
 
 def run(args) -> split.SplitResult:
-  ratios = parse_ratios(args.ratios, args.test_input is None)
+  ratios = parse_ratios(args.ratios, args.test_input is not None)
   sizes = {s: getattr(args, f"{s}_size") for s in SIZE_SPLITS
            if getattr(args, f"{s}_size") is not None}
   if args.test_input is not None and "test" in sizes:
