@@ -71,7 +71,7 @@ def test_bad_file_names_file_and_line(tmp_path, capsys):
 def test_missing_flags_and_files(tmp_path, capsys):
   status, _, err = _run(["--task=zsre"], capsys)
   assert status == 2 and err.startswith("error: command line: the following "
-                                        "arguments are required: --input, --out")
+                                        "arguments are required: --input/--raw, --out")
   status, _, err = _run(["--task=zsre", f"--input={tmp_path / 'no.json'}",
                          f"--out={tmp_path / 'o'}"], capsys)
   assert (status, err) == (2, f"error: {tmp_path / 'no.json'}: file not found\n")
@@ -89,3 +89,9 @@ def test_module_entry_point_exits_2_without_traceback(tmp_path):
       f"error: {bad}:1: record 0: no known format fits this record (keys: "
       f"question)")
   assert "Traceback" not in out.stderr
+
+
+def test_old_split_raw_flag_names_still_work(tmp_path, capsys):
+  status, out, err = _run(["--task=fever", f"--raw={_fever1(tmp_path)}",
+                           f"--out={tmp_path / 'b'}", "--max_len=0"], capsys)
+  assert status == 0, err

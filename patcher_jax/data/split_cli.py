@@ -39,10 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
               description="Split a raw FEVER / zsRE file into a benchmark "
               "directory (train/val/edit/test.jsonl) for run.py --data_dir.")
   p.add_argument("--task", required=True, choices=("fever", "zsre"))
-  p.add_argument("--input", required=True, help="the raw file: KILT jsonl, "
-                 "FEVER 1.0 jsonl, MEND or EasyEdit zsRE json")
-  p.add_argument("--test_input", default=None, help="a separate test file "
-                 "(e.g. KILT dev); default: test is carved from --input")
+  # --raw / --test: the names experiments/split_raw.py used
+  p.add_argument("--input", "--raw", dest="input", required=True,
+                 help="the raw file: KILT jsonl, FEVER 1.0 jsonl, MEND or "
+                 "EasyEdit zsRE json")
+  p.add_argument("--test_input", "--test", dest="test_input", default=None,
+                 help="a separate test file (e.g. KILT dev); default: test is "
+                 "carved from --input")
   p.add_argument("--out", required=True, help="the benchmark directory")
   p.add_argument("--seed", type=int, default=0, help="shuffle seed")
   p.add_argument("--ratios", default=None, help="train,val,edit[,test] "
