@@ -219,7 +219,7 @@ def main(argv):
         f"| {rate('SR')} | {rate('GR')} | {rate('ER')} "
         f"| {rate('TrainR')} | {rate('TestR')} |")
   if results["edits_without_rephrases"]:
-    print(f"GR over the edits with rephrases: "
+    print(f"GR counts only edits with rephrases; "
           f"{results['edits_without_rephrases']} of {results['edits_made']} "
           f"edited records had none")
   print(f"GR per-edit mean {rate('GR_per_edit_mean')}; "
