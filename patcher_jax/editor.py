@@ -20,6 +20,7 @@ from typing import NamedTuple, Optional
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from patcher_jax import losses
@@ -192,6 +193,22 @@ def make_edit_task(tail: Tail, bank: PatchBank, queries, targets, target_mask,
       noisy_base_delta=patch_lib.bank_output(bank, noisy_queries, tail.act),
       targets=targets, target_mask=target_mask,
       neuron_pos=pos, neuron_mask=neuron_mask)
+
+
+def fit_slots(task: EditTask) -> Optional[EditTask]:
+  """`task` with its neuron slots cut to a power of two >= the neurons it
+  uses (None if it uses none). The cut slots are masked: they change no
+  loss, gradient or output, only the work of every step.
+
+  Example:
+    task = fit_slots(make_edit_task(tail, bank, q, y, m, max_neurons=8))
+  """
+  used = int(np.asarray(task.neuron_mask).sum())   # a prefix mask
+  if not used:
+    return None
+  slots = min(task.neuron_mask.shape[-1], 1 << (used - 1).bit_length())
+  return task._replace(neuron_pos=task.neuron_pos[..., :slots],
+                       neuron_mask=task.neuron_mask[..., :slots])
 
 
 def task_width(num_positions: int, total: int, floor: int = 4) -> int:

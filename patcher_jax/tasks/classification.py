@@ -75,6 +75,11 @@ class ClassificationRuntime:
     logits = common.chunked(lambda x: self._logits(self.tail, bank, x), q)
     return (logits[:, 0] > 0) == (np.asarray(labels) == 1)
 
+  def base_mistakes(self) -> int:
+    """Stream records the unedited model gets wrong (what can be edited)."""
+    empty = patch_lib.init_bank(8, self.dim)
+    return int(self.mistakes(empty, np.arange(len(self.stream))).sum())
+
   def mistakes(self, bank, idxs) -> np.ndarray:
     return ~self.correct(bank, self.q_stream[idxs], self.y_stream[idxs])
 

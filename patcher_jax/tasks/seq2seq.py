@@ -6,6 +6,7 @@ normalised string), as the reference does. Generation runs the unmodified
 transformers decoder with the bank inserted by `intercept_methods`.
 """
 import functools
+import time
 from typing import Optional, Sequence
 
 import jax
@@ -71,12 +72,27 @@ class Seq2SeqRuntime:
               "test": self.test}
 
     def compute():
-      arrays = {"q_stream": self._teacher_forced(self.stream_qa, batch_size),
-                "memory0": self._memory_rows_of(qa(memory), batch_size),
-                "val_memory0": self._memory_rows_of(qa(val), batch_size)}
+      parts = [
+          ("q_stream", f"stream queries ({len(stream)})",
+           lambda: self._teacher_forced(self.stream_qa, batch_size)),
+          ("memory0", f"memory queries ({len(memory)} questions)",
+           lambda: self._memory_rows_of(qa(memory), batch_size)),
+          ("val_memory0", f"val-memory queries ({len(val)} questions)",
+           lambda: self._memory_rows_of(qa(val), batch_size))]
       for name, recs in splits.items():
-        d = self._base_drafts(recs)
-        arrays.update({f"base_{name}_{f}": a for f, a in d._asdict().items()})
+        parts.append((name, f"base answers and drafts, {name} ({len(recs)})",
+                      functools.partial(self._base_drafts, recs)))
+      arrays = {}
+      for k, (name, what, fn) in enumerate(parts):
+        t0 = time.perf_counter()
+        out = fn()
+        if isinstance(out, drafts_lib.Drafts):
+          arrays.update({f"base_{name}_{f}": a
+                         for f, a in out._asdict().items()})
+        else:
+          arrays[name] = out
+        log(f"  caching {k + 1}/{len(parts)}: {what} in "
+            f"{time.perf_counter() - t0:.0f} s")
       return arrays
 
     key = common.records_key("seq2seq", max_src_len, max_tgt_len,
@@ -149,8 +165,10 @@ class Seq2SeqRuntime:
                              np.full(mask.shape, -np.inf, np.float32),
                              np.zeros(mask.shape, np.float32))
 
-  def _base_drafts(self, records) -> drafts_lib.Drafts:
-    """The unedited model's greedy answers and their queries."""
+  def _base_drafts(self, records, questions=None) -> drafts_lib.Drafts:
+    """The unedited model's greedy answers to `questions` (default: the
+    records' inputs; answers are checked against the records') and their
+    queries."""
     t, d = self._max_new_tokens, self.model.config.d_model
     if not records:
       return drafts_lib.Drafts(np.zeros((0, t, d), np.float32),
@@ -159,7 +177,7 @@ class Seq2SeqRuntime:
                                np.zeros((0, t), np.float32),
                                np.zeros((0, t), np.float32))
     empty = patch_lib.init_bank(8, d)
-    questions = [r.input for r in records]
+    questions = questions or [r.input for r in records]
     ids = self._generate_ids(empty, questions, self.batch_size)
     eos = self.model.config.eos_token_id
     is_eos = ids == eos
@@ -232,6 +250,10 @@ class Seq2SeqRuntime:
                   self.base_drafts["stream"].take(idxs))
     return (gold, base) if edited else (base, gold)
 
+  def base_mistakes(self) -> int:
+    """Stream records the unedited model gets wrong (what can be edited)."""
+    return int((~self.base_drafts["stream"].correct).sum())
+
   def mistakes(self, bank, idxs) -> np.ndarray:
     return ~self._correct(bank, [self.stream[i] for i in idxs],
                           self._stream_drafts(idxs, edited=False))
@@ -259,15 +281,19 @@ class Seq2SeqRuntime:
         mask[:width], noisy_queries=noisy,
         # at most one neuron per position: width-4 tasks need only 4 slots
         max_neurons=min(max_neurons, width))
-    return task if bool(task.neuron_mask.any()) else None
+    # Slots for the neurons this edit needs (most need one or two): every
+    # step scans the memory once per slot, used or not.
+    return editor.fit_slots(task)
 
   def prefetch(self, idxs) -> None:
-    """Make `after_edit(bank, idxs[0])` need no model call: if its
-    rephrases are not ready, teacher-force those of every record in `idxs`
-    (the next ones a stream will visit) in one batched pass.
+    """Make `after_edit(bank, idxs[0])` need (almost) no model call: if its
+    rephrases are not ready, prepare those of every record in `idxs` (the
+    next ones a stream will visit) in one batched pass: their gold drafts
+    (teacher forced) and base drafts (the unedited model's answers).
 
-    Their queries follow the gold answer, so they never depend on the bank:
-    computing them ahead in blocks replaces a small model call per edit.
+    Neither depends on the bank: computing them ahead in blocks replaces
+    per-edit model calls, and with both drafts most rephrase answers of the
+    patched model are certified instead of decoded (drafts.py).
     """
     if not len(idxs) or int(idxs[0]) in self._reph_drafts:
       return
@@ -279,27 +305,31 @@ class Seq2SeqRuntime:
       questions.extend(reph)
     drafts = None
     if questions:
-      answers = [self.stream[i].answers[0] for i in owners]
+      records = [self.stream[i] for i in owners]
+      answers = [r.answers[0] for r in records]
       enc = qa_format.encode_qa(self.tokenizer, questions, answers,
                                 self.max_src_len, self.max_tgt_len)
-      drafts = self._gold_drafts([self.stream[i] for i in owners], enc,
-                                 self._teacher_forced(enc, self.batch_size))
+      drafts = (self._gold_drafts(records, enc, self._teacher_forced(
+          enc, self.batch_size)), self._base_drafts(records, questions))
     owners = np.asarray(owners, int)
     for i in todo:
-      self._reph_drafts[i] = (drafts.take(np.flatnonzero(owners == i))
-                              if drafts is not None else None)
+      rows = np.flatnonzero(owners == i)
+      self._reph_drafts[i] = (None if drafts is None else
+                              tuple(d.take(rows) for d in drafts))
 
   def after_edit(self, bank, i: int):
     r = self.stream[i]
     if i not in self._reph_drafts:
       self.prefetch([i])
     more = self._reph_drafts.pop(i)     # used once: the cache stays small
-    gold = self.gold_stream.take([i])   # cached: only the rephrases are new
+    # the edit's own drafts are cached; rows: the input, then its rephrases
+    drafts = self._stream_drafts([i], edited=True)
     reph = list(r.rephrases)[:REPHRASES]
-    if more is not None and len(more.correct):
-      gold = drafts_lib.Drafts(*(np.concatenate(a) for a in zip(gold, more)))
+    if more is not None:
+      drafts = tuple(drafts_lib.Drafts(*(np.concatenate(a) for a in zip(d, m)))
+                     for d, m in zip(drafts, more))
     questions = [r.input] + reph
-    right = self._correct(bank, [r] * len(questions), (gold,), questions)
+    right = self._correct(bank, [r] * len(questions), drafts, questions)
     return bool(right[0]), int(right[1:].sum()), len(reph)
 
   def memory_rows(self, i: int) -> np.ndarray:
