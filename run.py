@@ -149,6 +149,7 @@ def main(argv):
         f"devices={jax.device_count()} out={out_dir}")
   from patcher_jax.timing import Timings  # pylint: disable=g-import-not-at-top
   timings = Timings()
+  timings.count_compiles()
   t_data = time.perf_counter()
   tok = minilm.load_tokenizer(FLAGS.model_dir) if FLAGS.model_dir else (
       minilm.load_tokenizer())

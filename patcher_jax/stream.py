@@ -334,12 +334,13 @@ def _record_round(ctx: _Run, state: FoldState, prog: Progress, picks, stats,
                   edit_s) -> List[Dict[str, Any]]:
   """Check each edited record and its rephrases; advance the cursors."""
   records = []
+  stats = jax.device_get(stats)       # one transfer for all folds
   for slot, pick in enumerate(picks):
     if pick is None:
       continue
     idx = pick[0]
     ok, r_ok, r_n = ctx.runtime.after_edit(_unstack(state.bank, slot), idx)
-    st = jax.tree.map(lambda a: np.asarray(a[slot]).item(), stats)
+    st = jax.tree.map(lambda a: a[slot].item(), stats)
     rec = {
         "fold": prog.folds[slot], "edit": prog.edits[slot],
         "stream_index": int(idx), "id": ctx.runtime.stream[idx].id,
@@ -498,12 +499,18 @@ def _curve_base(runtime, config: StreamConfig) -> Dict[str, float]:
 
 def _curve_point(runtime, state, prog: Progress, config: StreamConfig,
                  base: Dict[str, float]) -> Dict[str, Any]:
-  """Per fold: ER now, and TrainR/TestR on small subsets, for the plot."""
+  """Per fold, for the plot: ER and TrainR/TestR now, each on at most
+  `curve_size` records (past edits evenly spaced over the stream so far;
+  the final metrics use every record)."""
   per_fold = {}
   for slot, fold in enumerate(prog.folds):
     bank = _unstack(state.bank, slot)
+    edited = _edited(prog, slot)
+    if len(edited) > config.curve_size:
+      picks = np.linspace(0, len(edited) - 1, config.curve_size).round()
+      edited = [edited[int(i)] for i in picks]
     per_fold[str(fold)] = {
-        "ER": runtime.stream_accuracy(bank, _edited(prog, slot)),
+        "ER": runtime.stream_accuracy(bank, edited),
         "TrainR": metrics_lib.retention_ratio(runtime.accuracy(
             bank, "train", limit=config.curve_size), base["train"]),
         "TestR": metrics_lib.retention_ratio(runtime.accuracy(
