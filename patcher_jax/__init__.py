@@ -4,6 +4,7 @@ Sequential model editing: every mistake of a frozen transformer is fixed by a
 few neurons added to its last FFN layer, trained on cached queries.
 """
 from patcher_jax import configs
+from patcher_jax.api import Editor
 from patcher_jax.configs import fast_config, parity_config
 from patcher_jax.editor import (EditConfig, EditState, EditStats, EditTask,
                                 edit, init_state, loss_parts, make_edit_task,
