@@ -122,7 +122,8 @@ class Editor:
   def from_pretrained(cls, model_dir: str, task: str, *,
                       memory: Optional[Sequence[Record]] = None,
                       val_memory: Optional[Sequence[Record]] = None,
-                      mode: str = "fast", **kwargs):
+                      mode: str = "fast", memory_file: Optional[str] = None,
+                      **kwargs):
     """A local model folder: a transformers checkpoint (a BERT classifier
     with one logit for "fever", a BART for conditional generation for
     "zsre"; safetensors or Flax msgpack) or a base-model cache folder.
@@ -135,9 +136,16 @@ class Editor:
       val_memory: the val memory of the parity stop rule (default: the
         embedded benchmark's val split, or `memory` if that is given).
       mode, **kwargs: as `from_task`.
+      memory_file: a KILT jsonl file of memory records (instead of
+        `memory`; recorded in saved banks, so `load` rebuilds the same
+        memory).
     """
     _check_task(task)
     base = _load_model(model_dir, task)
+    if memory_file is not None:
+      from patcher_jax.data import read_kilt_jsonl  # pylint: disable=g-import-not-at-top
+      memory = read_kilt_jsonl(memory_file, task).records
+    given = memory is not None
     if memory is None:
       from patcher_jax.data import load_benchmark  # pylint: disable=g-import-not-at-top
       bench = load_benchmark(task, tokenizer=base.tokenizer, max_len=32,
@@ -146,7 +154,9 @@ class Editor:
     runtime = _runtime(task, base, memory, val_memory or memory)
     return cls(task, base, runtime, mode=mode, source={
         "kind": "pretrained", "model_dir": os.path.abspath(model_dir),
-        "task": task}, **kwargs)
+        "task": task, "memory_file": memory_file and os.path.abspath(
+            memory_file), "memory_given": given and not memory_file},
+               **kwargs)
 
   # -- editing ---------------------------------------------------------------
 

@@ -61,6 +61,7 @@ class Seq2SeqRuntime:
         test)
     self._generate = patched_generate_fn(model, max_new_tokens)
     self._max_new_tokens = max_new_tokens
+    self.max_new_tokens = max_new_tokens
     self.batch_size = batch_size
     qa = self._encode_qa
     self.stream_qa = qa(stream)

@@ -44,7 +44,7 @@ def seq2seq_runtime(num_stream: int = 30):
       max_new_tokens=12, batch_size=16, log=lambda *_: None)
 
 
-def save_tiny_model(task: str, directory: str) -> str:
+def save_tiny_model(task: str, directory: str, seed: int = 0) -> str:
   """A tiny random task model (as the runtimes above) saved as a standard
   transformers folder (safetensors-free Flax msgpack + tokenizer)."""
   from transformers import (BartConfig, BertConfig,
@@ -57,7 +57,7 @@ def save_tiny_model(task: str, directory: str) -> str:
                         num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, num_labels=1,
                         max_position_embeddings=64)
-    model = FlaxBertForSequenceClassification(config, seed=0)
+    model = FlaxBertForSequenceClassification(config, seed=seed)
   else:
     config = BartConfig(
         vocab_size=tok.vocab_size, d_model=32, encoder_layers=1,
@@ -67,18 +67,21 @@ def save_tiny_model(task: str, directory: str) -> str:
         eos_token_id=102, decoder_start_token_id=102,
         forced_bos_token_id=None, forced_eos_token_id=None,
         scale_embedding=False)
-    model = FlaxBartForConditionalGeneration(config, seed=0)
+    model = FlaxBartForConditionalGeneration(config, seed=seed)
   model.save_pretrained(directory)
   tok.save_pretrained(directory)
   return directory
 
 
 def tiny_editor(task: str, directory: str, **kwargs):
-  """An Editor on `save_tiny_model(task, directory)` with a small memory."""
+  """An Editor on `save_tiny_model(task, directory)` with a small memory
+  (60 tiny train records, in `directory`/memory.jsonl)."""
+  import os
   import patcher_jax as pj
-  from patcher_jax.data import load_benchmark
+  from patcher_jax.data import load_benchmark, write_kilt_jsonl
   bench = load_benchmark(task, scale="tiny")
   save_tiny_model(task, directory)
-  return pj.Editor.from_pretrained(directory, task,
-                                   memory=list(bench.train)[:60],
-                                   val_memory=list(bench.val)[:10], **kwargs)
+  memory = os.path.join(directory, "memory.jsonl")
+  write_kilt_jsonl(list(bench.train)[:60], memory)
+  return pj.Editor.from_pretrained(directory, task, memory_file=memory,
+                                   **kwargs)
