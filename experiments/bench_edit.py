@@ -108,7 +108,7 @@ def main(argv):
   n_cap = common.neuron_cap(rt, FLAGS.mode)
   rows = max(len(rt.memory_rows(0)), n_cap + 1)
   cap = lambda n: max(8, 1 << (n - 1).bit_length())
-  # memory buffers sized as the stream sizes them (stream.init_state)
+  # memory buffers sized as the stream sizes them (stream.init_fold_state)
   memory, val_memory = (memory_lib.init_memory(
       m, common.memory_capacity(len(m) + len(picks) * rows))
                         for m in (rt.memory0, rt.val_memory0))

@@ -93,8 +93,8 @@ def _memory_capacity(n: int) -> int:
   return max(1024, -(-n // 1024) * 1024)
 
 
-def init_state(runtime, config: StreamConfig, rows_per_edit: int,
-               num_slots: int) -> FoldState:
+def init_fold_state(runtime, config: StreamConfig, rows_per_edit: int,
+                    num_slots: int) -> FoldState:
   """Empty banks and the initial memories, preallocated for the whole run."""
   f = num_slots
   # Sized for ~2 neurons an edit (zsRE averages 1.5; the worst case, 16,
@@ -151,7 +151,7 @@ def run(runtime, edit_config: editor.EditConfig, config: StreamConfig, *,
   n = len(folds)
   orders = fold_orders(len(runtime.stream), config.num_folds, config.seed)
   rows_per_edit = _rows_per_edit(runtime, config)
-  state = init_state(runtime, config, rows_per_edit, n)
+  state = init_fold_state(runtime, config, rows_per_edit, n)
   prog = Progress(0, folds, [0] * n, [0] * n, [False] * n, [], [], [])
   mngr = ckpt_lib.manager(checkpoint_dir) if checkpoint_dir else None
   if mngr is not None and resume:
