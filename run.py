@@ -73,7 +73,16 @@ def _progress(total):
   return tqdm(total=total, desc="edits", unit="edit", dynamic_ncols=True)
 
 
-def write_outputs(out_dir, result, header, wall_time_s):
+def _write_json(path, obj):
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=1)
+  os.replace(tmp, path)
+
+
+def write_outputs(out_dir, result, header):
+  """results.json, edits.jsonl and curves.png of a run; returns the results
+  (main adds the wall time and its split)."""
   from patcher_jax import stream  # pylint: disable=g-import-not-at-top
   recs = result["records"]
   times = [r["edit_time_s"] for r in recs] or [float("nan")]
@@ -105,16 +114,12 @@ def write_outputs(out_dir, result, header, wall_time_s):
   results["exhausted_folds"] = sorted(int(k) for k, e in
                                      result["exhausted"].items() if e)
   results["folds"] = folds
-  results["wall_time_s"] = wall_time_s
   os.makedirs(out_dir, exist_ok=True)
-  with open(os.path.join(out_dir, "results.json"), "w") as f:
-    json.dump(results, f, indent=1)
   with open(os.path.join(out_dir, "edits.jsonl"), "w") as f:
     for r in recs:
       f.write(json.dumps(r) + "\n")
   results["curve"] = summarized["curve"]
-  with open(os.path.join(out_dir, "results.json"), "w") as f:
-    json.dump(results, f, indent=1)
+  _write_json(os.path.join(out_dir, "results.json"), results)
   if summarized["curve"]:
     from patcher_jax import plots  # pylint: disable=g-import-not-at-top
     plots.plot_curves(summarized["curve"], os.path.join(out_dir, "curves.png"),
@@ -141,6 +146,9 @@ def main(argv):
   print(f"patcher_jax | task={FLAGS.task} mode={FLAGS.mode} "
         f"num_edits={FLAGS.num_edits} folds={FLAGS.num_folds} "
         f"devices={jax.device_count()} out={out_dir}")
+  from patcher_jax.timing import Timings  # pylint: disable=g-import-not-at-top
+  timings = Timings()
+  t_data = time.perf_counter()
   tok = minilm.load_tokenizer(FLAGS.model_dir) if FLAGS.model_dir else (
       minilm.load_tokenizer())
   bench = load_benchmark(FLAGS.task, data_dir=FLAGS.data_dir,
@@ -148,15 +156,18 @@ def main(argv):
                          truncate=FLAGS.truncate)
   print(f"data: train {len(bench.train)}, val {len(bench.val)}, "
         f"edit {len(bench.edit)}, test {len(bench.test)}")
+  timings.add("setup.data", time.perf_counter() - t_data)
   base = base_cache.load_or_train_base(
       FLAGS.task, bench, cache_dir=FLAGS.cache_dir, model_dir=FLAGS.model_dir,
       data_key=FLAGS.data_dir or f"embedded:{FLAGS.scale}")
   t_base = time.perf_counter()
+  timings.add("setup.base", t_base - t_data - timings.seconds["setup.data"])
   print(f"base model ready in {t_base - t_start:.0f} s")
   runtime = tasks.build_runtime(FLAGS.task, bench, base, seed=FLAGS.seed,
                           train_sub_size=FLAGS.train_sub_size,
                           memory_size=FLAGS.memory_size)
   t_queries = time.perf_counter()
+  timings.add("setup.queries", t_queries - t_base)
   print(f"queries cached in {t_queries - t_base:.0f} s "
         f"(memory {len(runtime.memory0)}, val memory "
         f"{len(runtime.val_memory0)})")
@@ -188,7 +199,7 @@ def main(argv):
     ckpt_dir = os.path.join(ckpt_dir, f"process_{rank}")
   result = stream.run(runtime, edit_config, config, folds=folds,
                       checkpoint_dir=ckpt_dir, resume=FLAGS.resume,
-                      on_edit=on_edit)
+                      on_edit=on_edit, timings=timings)
   if bar is not None:
     bar.close()
   result.pop("state")
@@ -205,8 +216,12 @@ def main(argv):
                              "queries": round(t_queries - t_base, 1)}}
   if hasattr(runtime, "counts"):   # answers read off drafts vs decoded
     header["answer_checks"] = dict(runtime.counts)
-  results = write_outputs(out_dir, result, header,
-                          time.perf_counter() - t_start)
+  with timings.phase("outputs"):
+    results = write_outputs(out_dir, result, header)
+  # the wall time and its split, the outputs included
+  results["wall_time_s"] = time.perf_counter() - t_start
+  results["time_split_s"] = timings.as_dict()
+  _write_json(os.path.join(out_dir, "results.json"), results)
   if any(result["exhausted"].values()):
     print(f"note: the edit split ran out of mistakes before {FLAGS.num_edits} "
           f"edits in folds {results['exhausted_folds']}")
