@@ -8,7 +8,8 @@
 - ```json blocks parse.
 - ```bash blocks parse (`bash -n`); each `python -m patcher_jax CMD` line
   answers `CMD --help`.
-To add a setup for a new section, add a function to SETUPS.
+To add a setup for a new section, add a function (ns, workdir, monkeypatch)
+to SETUPS.
 """
 import importlib.util
 import os
@@ -44,10 +45,10 @@ def blocks(path=os.path.join(ROOT, "README.md")):
 # -- setups: names a block may use --------------------------------------------
 
 
-def tiny_bert(ns, tmp):
+def tiny_bert(ns, tmp, monkeypatch):
   """model, params, ids, mask, labels (all wrong), q_train: a tiny random
   BERT classifier and a batch."""
-  del tmp
+  del tmp, monkeypatch
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from conftest import TinyBert  # pylint: disable=g-import-not-at-top
@@ -62,7 +63,7 @@ def tiny_bert(ns, tmp):
                                  jnp.ones_like(other)))
 
 
-def tiny_editor(ns, tmp):
+def tiny_editor(ns, tmp, monkeypatch):
   """Editor.from_task(task) returns an Editor on a tiny random model of the
   task (50 steps at most per edit) instead of the trained default base."""
   del ns
@@ -75,7 +76,8 @@ def tiny_editor(ns, tmp):
     return tiny.tiny_editor(task, os.path.join(tmp, f"tiny_{task}"),
                             config=configs.get(task, max_steps=50))
 
-  patcher_jax.Editor.from_task = staticmethod(from_task)
+  monkeypatch.setattr(patcher_jax.Editor, "from_task",
+                      staticmethod(from_task))
 
 
 SETUPS = {"tiny_bert": tiny_bert, "tiny_editor": tiny_editor}
@@ -97,14 +99,11 @@ def test_the_readme_has_blocks_and_known_setups():
 @pytest.mark.parametrize("index", [i for i, b in enumerate(BLOCKS)
                                    if b[0] == "python"])
 def test_python_block_runs(index, workdir, monkeypatch):
-  import patcher_jax  # pylint: disable=g-import-not-at-top
   _, code, setup, line = BLOCKS[index]
   monkeypatch.chdir(workdir)
-  monkeypatch.setattr(patcher_jax.Editor, "from_task",
-                      patcher_jax.Editor.from_task)   # undo setups after
   ns = {"__name__": f"readme_block_{line}"}
   if setup:
-    SETUPS[setup](ns, workdir)
+    SETUPS[setup](ns, workdir, monkeypatch)   # undone after the block
   exec(compile(code, f"README.md:{line}", "exec"), ns)  # pylint: disable=exec-used
 
 
