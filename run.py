@@ -91,6 +91,7 @@ def write_outputs(out_dir, result, header):
   results = dict(header)
   results.update({k: summary[k] for k in ("SR", "GR", "ER", "TrainR", "TestR")})
   results["GR_per_edit_mean"] = summary["GR_per_edit_mean"]
+  results["edits_without_rephrases"] = summary["edits_without_rephrases"]
   folds = result["folds"]
   results["base"] = {"train_acc": float(np.mean([f["base_train_acc"]
                                                  for f in folds])),
@@ -138,7 +139,8 @@ def main(argv):
   from patcher_jax import configs  # pylint: disable=g-import-not-at-top
   from patcher_jax import stream  # pylint: disable=g-import-not-at-top
   from patcher_jax import tasks  # pylint: disable=g-import-not-at-top
-  from patcher_jax.data import load_benchmark  # pylint: disable=g-import-not-at-top
+  from patcher_jax.data import load_benchmark_and_report  # pylint: disable=g-import-not-at-top
+  from patcher_jax.data import report as data_report  # pylint: disable=g-import-not-at-top
   from patcher_jax.models import base_cache  # pylint: disable=g-import-not-at-top
   from patcher_jax.models import minilm  # pylint: disable=g-import-not-at-top
 
@@ -151,11 +153,10 @@ def main(argv):
   t_data = time.perf_counter()
   tok = minilm.load_tokenizer(FLAGS.model_dir) if FLAGS.model_dir else (
       minilm.load_tokenizer())
-  bench = load_benchmark(FLAGS.task, data_dir=FLAGS.data_dir,
-                         scale=FLAGS.scale, tokenizer=tok, max_len=32,
-                         truncate=FLAGS.truncate)
-  print(f"data: train {len(bench.train)}, val {len(bench.val)}, "
-        f"edit {len(bench.edit)}, test {len(bench.test)}")
+  bench, loaded = load_benchmark_and_report(
+      FLAGS.task, data_dir=FLAGS.data_dir, scale=FLAGS.scale, tokenizer=tok,
+      max_len=32, truncate=FLAGS.truncate)
+  print(loaded.table())   # per split: read, kept, dropped per reason
   timings.add("setup.data", time.perf_counter() - t_data)
   base = base_cache.load_or_train_base(
       FLAGS.task, bench, cache_dir=FLAGS.cache_dir, model_dir=FLAGS.model_dir,
@@ -163,6 +164,8 @@ def main(argv):
   t_base = time.perf_counter()
   timings.add("setup.base", t_base - t_data - timings.seconds["setup.data"])
   print(f"base model ready in {t_base - t_start:.0f} s")
+  print(data_report.base_mistakes_line(base.info.get("metrics"),
+                                       FLAGS.num_edits))
   runtime = tasks.build_runtime(FLAGS.task, bench, base, seed=FLAGS.seed,
                           train_sub_size=FLAGS.train_sub_size,
                           memory_size=FLAGS.memory_size)
@@ -225,10 +228,15 @@ def main(argv):
   if any(result["exhausted"].values()):
     print(f"note: the edit split ran out of mistakes before {FLAGS.num_edits} "
           f"edits in folds {results['exhausted_folds']}")
+  rate = lambda k: "n/a" if results[k] is None else f"{results[k]:.3f}"
   print(f"\n| SR | GR | ER | TrainR | TestR |\n|---|---|---|---|---|\n"
-        f"| {results['SR']:.3f} | {results['GR']:.3f} | {results['ER']:.3f} "
-        f"| {results['TrainR']:.3f} | {results['TestR']:.3f} |")
-  print(f"GR per-edit mean {results['GR_per_edit_mean']:.3f}; "
+        f"| {rate('SR')} | {rate('GR')} | {rate('ER')} "
+        f"| {rate('TrainR')} | {rate('TestR')} |")
+  if results["edits_without_rephrases"]:
+    print(f"GR counts only edits with rephrases; "
+          f"{results['edits_without_rephrases']} of {results['edits_made']} "
+          f"edited records had none")
+  print(f"GR per-edit mean {rate('GR_per_edit_mean')}; "
         f"{results['edits_made']} edits, median edit "
         f"{results['edit_time_s']['median'] * 1e3:.0f} ms, wall "
         f"{results['wall_time_s']:.0f} s; results in {out_dir}/results.json")

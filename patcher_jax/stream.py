@@ -34,6 +34,8 @@ class StreamConfig(NamedTuple):
   num_folds: int = 1
   seed: int = 0
   check_window: int = 8            # records checked per call (same bank)
+  prefetch: int = 64               # records whose bank-free inputs a
+                                   # runtime may prepare ahead in one pass
   noise_samples: int = 0           # dropout pool per edit (parity: 64)
   max_neurons: int = 5             # per edit, one per wrong token (seq2seq);
                                    # the reference keeps the first 5
@@ -127,9 +129,40 @@ class Progress(NamedTuple):
   curve: List[Dict[str, Any]]
 
 
-def _arrays(state: FoldState) -> Dict[str, Any]:
-  """Plain dicts of arrays: restorable without a target."""
-  return {k: v._asdict() for k, v in state._asdict().items()}
+def _arrays(state: FoldState, runtime) -> Dict[str, Any]:
+  """What a checkpoint holds: plain dicts of arrays, restorable without a
+  target. The memories are saved as the rows the edits appended (the
+  initial rows come from the runtime): a few MB instead of the buffers."""
+  out = {"bank": state.bank._asdict()}
+  for name, start in (("memory", len(runtime.memory0)),
+                      ("val_memory", len(runtime.val_memory0))):
+    mem = getattr(state, name)
+    size = np.asarray(mem.size)
+    # at least one row (beyond `size` a buffer row is zero): Orbax and
+    # zero-size arrays do not mix
+    stop = min(max(int(size.max()), start + 1), mem.queries.shape[1])
+    out[name] = {"added": np.asarray(mem.queries[:, start:stop]),
+                 "size": size}
+  return out
+
+
+def _from_arrays(arrays: Dict[str, Any], runtime, config: StreamConfig,
+                 num_slots: int) -> FoldState:
+  """The state `_arrays` saved (bit-identical buffers)."""
+  state = init_state(runtime, config, _rows_per_edit(runtime, config),
+                     num_slots)
+  mems = {}
+  for name, start in (("memory", len(runtime.memory0)),
+                      ("val_memory", len(runtime.val_memory0))):
+    mem = getattr(state, name)
+    added, size = arrays[name]["added"], np.asarray(arrays[name]["size"])
+    queries = np.array(mem.queries)
+    queries[:, start:start + added.shape[1]] = added
+    mask = np.arange(queries.shape[1])[None] < size[:, None]
+    mems[name] = Memory(jnp.asarray(queries), jnp.asarray(mask),
+                        jnp.asarray(size, jnp.int32))
+  bank = PatchBank(**{k: jnp.asarray(v) for k, v in arrays["bank"].items()})
+  return FoldState(bank, mems["memory"], mems["val_memory"])
 
 
 def local_folds(num_folds: int, process_index: int = 0,
@@ -226,7 +259,7 @@ def _start(runtime, edit_config, config, folds, checkpoint_dir, resume,
   prog = Progress(0, folds, [0] * n, [0] * n, [False] * n, [], [], [])
   mngr = ckpt_lib.manager(checkpoint_dir) if checkpoint_dir else None
   if mngr is not None and resume:
-    restored = _restore(mngr, checkpoint_dir, folds, log)
+    restored = _restore(mngr, checkpoint_dir, folds, runtime, config, log)
     if restored is not None:
       state, prog = restored
   sharding = _fold_sharding(n) if config.shard_folds else None
@@ -241,7 +274,7 @@ def _start(runtime, edit_config, config, folds, checkpoint_dir, resume,
   return ctx, state, prog
 
 
-def _restore(mngr, checkpoint_dir, folds, log):
+def _restore(mngr, checkpoint_dir, folds, runtime, config, log):
   restored = ckpt_lib.restore_latest(mngr)
   if restored is None:
     return None
@@ -249,11 +282,10 @@ def _restore(mngr, checkpoint_dir, folds, log):
   if meta["folds"] != folds:
     raise ValueError(f"checkpoint in {checkpoint_dir} holds folds "
                      f"{meta['folds']}, this run wants {folds}")
-  state = FoldState(PatchBank(**arrays["bank"]), Memory(**arrays["memory"]),
-                    Memory(**arrays["val_memory"]))
+  state = _from_arrays(arrays, runtime, config, len(folds))
   prog = Progress(**meta)
   log(f"resumed after round {prog.rounds}: {sum(prog.edits)} edits")
-  return jax.tree.map(jnp.asarray, state), prog
+  return state, prog
 
 
 def _pick_mistakes(ctx: _Run, state: FoldState, prog: Progress):
@@ -262,9 +294,13 @@ def _pick_mistakes(ctx: _Run, state: FoldState, prog: Progress):
   for slot in range(len(prog.folds)):
     pick = None
     if not prog.finished[slot]:
-      pick = _next_mistake(ctx.runtime, _unstack(state.bank, slot),
-                           ctx.orders[prog.folds[slot]], prog, slot,
-                           ctx.config, ctx.base_key)
+      order = ctx.orders[prog.folds[slot]]
+      pick = _next_mistake(ctx.runtime, _unstack(state.bank, slot), order,
+                           prog, slot, ctx.config, ctx.base_key)
+      prefetch = getattr(ctx.runtime, "prefetch", None)
+      if pick is not None and prefetch is not None:
+        cursor = prog.cursors[slot]
+        prefetch(order[cursor:cursor + ctx.config.prefetch])
     picks.append(pick)
   return picks
 
@@ -339,7 +375,8 @@ def _maybe_checkpoint(ctx: _Run, state: FoldState, prog: Progress,
     return
   if (prog.rounds % every == 0 or final) and (
       ctx.manager.latest_step() != prog.rounds):
-    ckpt_lib.save(ctx.manager, prog.rounds, _arrays(state), prog._asdict())
+    ckpt_lib.save(ctx.manager, prog.rounds, _arrays(state, ctx.runtime),
+                  prog._asdict())
 
 
 def merge(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
