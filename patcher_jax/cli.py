@@ -2,7 +2,7 @@
 
   edit    --task=T --requests=FILE --bank_dir=B [--model_dir=M] [--memory=F]
           [--mode=fast|parity] [--cache_dir=C]
-          requests as KILT jsonl (.jsonl) or EasyEdit-style json (.json: a
+          requests as KILT / FEVER 1.0 jsonl (.jsonl) or EasyEdit-style json (.json: a
           list of {"prompt", "target_new", "rephrase_prompt",
           "locality_prompt"}; MEND's "src", "alt", "rephrase", "loc" too);
           edits them in order into the bank B (created, or continued), one
@@ -188,9 +188,10 @@ def read_requests(path: str, task: str) -> dict:
   EasyEdit-style json list; UserError naming the file and line otherwise."""
   text = _read_text(path, "--requests")
   if path.endswith(".jsonl"):
-    from patcher_jax.data import DataError, read_kilt_jsonl  # pylint: disable=g-import-not-at-top
+    # KILT or FEVER 1.0 lines (patcher_jax.data.formats tells them apart)
+    from patcher_jax.data import DataError, read_records  # pylint: disable=g-import-not-at-top
     try:
-      records = read_kilt_jsonl(path, task).records
+      records = read_records(path, task, target="new").records
     except DataError as e:
       raise UserError(str(e)) from None
     return {"prompts": [r.input for r in records],

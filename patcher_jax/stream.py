@@ -149,8 +149,8 @@ def _arrays(state: FoldState, runtime) -> Dict[str, Any]:
 def _from_arrays(arrays: Dict[str, Any], runtime, config: StreamConfig,
                  num_slots: int) -> FoldState:
   """The state `_arrays` saved (bit-identical buffers)."""
-  state = init_state(runtime, config, _rows_per_edit(runtime, config),
-                     num_slots)
+  state = init_fold_state(runtime, config, _rows_per_edit(runtime, config),
+                          num_slots)
   mems = {}
   for name, start in (("memory", len(runtime.memory0)),
                       ("val_memory", len(runtime.val_memory0))):
