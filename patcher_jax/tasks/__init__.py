@@ -12,11 +12,16 @@ import os
 
 import numpy as np
 
+from patcher_jax import configs
+
+# Deprecated: configs.stream_settings(task, mode)["max_neurons"] (read from
+# there, so it is not a second source).
+MAX_NEURONS = {mode: s["max_neurons"] for mode, s in configs.STREAM.items()}
+
 
 def edit_config(task: str, mode: str = "fast", **overrides):
   """Deprecated alias of `patcher_jax.configs.get`."""
   import warnings  # pylint: disable=g-import-not-at-top
-  from patcher_jax import configs  # pylint: disable=g-import-not-at-top
   warnings.warn("tasks.edit_config is deprecated: use configs.get",
                 DeprecationWarning, stacklevel=2)
   return configs.get(task, mode, **overrides)
