@@ -136,6 +136,7 @@ def main(argv):
   if FLAGS.num_processes > 1:
     jax.distributed.initialize(FLAGS.coordinator, FLAGS.num_processes,
                                FLAGS.process_id)
+  from patcher_jax import configs  # pylint: disable=g-import-not-at-top
   from patcher_jax import stream  # pylint: disable=g-import-not-at-top
   from patcher_jax import tasks  # pylint: disable=g-import-not-at-top
   from patcher_jax.data import load_benchmark_and_report  # pylint: disable=g-import-not-at-top
@@ -182,15 +183,13 @@ def main(argv):
         f"(memory {len(runtime.memory0)}, val memory "
         f"{len(runtime.val_memory0)})")
 
-  edit_config = tasks.edit_config(FLAGS.task, FLAGS.mode)
-  if FLAGS.keep_failed is not None:
-    edit_config = edit_config._replace(keep_failed=FLAGS.keep_failed)
+  edit_config = configs.get(FLAGS.task, FLAGS.mode,
+                            keep_failed=FLAGS.keep_failed)
   curve_every = FLAGS.curve_every or max(1, FLAGS.num_edits // 10)
   config = stream.StreamConfig(
       num_edits=FLAGS.num_edits, num_folds=FLAGS.num_folds, seed=FLAGS.seed,
-      noise_samples=64 if FLAGS.mode == "parity" else 0,
-      reference_memory=FLAGS.mode == "parity",
-      max_neurons=FLAGS.max_neurons or tasks.MAX_NEURONS[FLAGS.mode],
+      **configs.stream_settings(FLAGS.task, FLAGS.mode,
+                                max_neurons=FLAGS.max_neurons),
       checkpoint_every=FLAGS.checkpoint_every, curve_every=curve_every)
   bar = _progress(FLAGS.num_edits * FLAGS.num_folds)
   done = {"n": 0, "ok": 0, "t0": time.perf_counter()}

@@ -96,8 +96,8 @@ def _memory_capacity(n: int) -> int:
   return max(1024, -(-n // 1024) * 1024)
 
 
-def init_state(runtime, config: StreamConfig, rows_per_edit: int,
-               num_slots: int) -> FoldState:
+def init_fold_state(runtime, config: StreamConfig, rows_per_edit: int,
+                    num_slots: int) -> FoldState:
   """Empty banks and the initial memories, preallocated for the whole run."""
   f = num_slots
   # Sized for ~2 neurons an edit (zsRE averages 1.5; the worst case, 16,
@@ -149,8 +149,8 @@ def _arrays(state: FoldState, runtime) -> Dict[str, Any]:
 def _from_arrays(arrays: Dict[str, Any], runtime, config: StreamConfig,
                  num_slots: int) -> FoldState:
   """The state `_arrays` saved (bit-identical buffers)."""
-  state = init_state(runtime, config, _rows_per_edit(runtime, config),
-                     num_slots)
+  state = init_fold_state(runtime, config, _rows_per_edit(runtime, config),
+                          num_slots)
   mems = {}
   for name, start in (("memory", len(runtime.memory0)),
                       ("val_memory", len(runtime.val_memory0))):
@@ -255,7 +255,7 @@ def _start(runtime, edit_config, config, folds, checkpoint_dir, resume,
   folds = list(range(config.num_folds)) if folds is None else list(folds)
   n = len(folds)
   orders = fold_orders(len(runtime.stream), config.num_folds, config.seed)
-  state = init_state(runtime, config, _rows_per_edit(runtime, config), n)
+  state = init_fold_state(runtime, config, _rows_per_edit(runtime, config), n)
   prog = Progress(0, folds, [0] * n, [0] * n, [False] * n, [], [], [])
   mngr = ckpt_lib.manager(checkpoint_dir) if checkpoint_dir else None
   if mngr is not None and resume:

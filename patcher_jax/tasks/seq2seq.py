@@ -63,10 +63,9 @@ class Seq2SeqRuntime:
         test)
     self._generate = patched_generate_fn(model, max_new_tokens)
     self._max_new_tokens = max_new_tokens
+    self.max_new_tokens = max_new_tokens
     self.batch_size = batch_size
-    qa = lambda recs: qa_format.encode_qa(
-        tokenizer, [r.input for r in recs], [r.answers[0] for r in recs],
-        max_src_len, max_tgt_len)
+    qa = self._encode_qa
     self.stream_qa = qa(stream)
     splits = {"stream": self.stream, "train": self.train_sub,
               "test": self.test}
@@ -101,7 +100,7 @@ class Seq2SeqRuntime:
     arrays = common.load_or_compute(cache_dir, key, compute, log)
     self.q_stream = arrays["q_stream"]
     self.memory0, self.val_memory0 = arrays["memory0"], arrays["val_memory0"]
-    self.dim = self.q_stream.shape[-1]
+    self.dim = model.config.d_model
     # Drafts that most answers of the patched model reproduce: the gold
     # answers of the stream, and the unedited model's own outputs.
     self.gold_stream = self._gold_drafts(self.stream, self.stream_qa,
@@ -117,6 +116,17 @@ class Seq2SeqRuntime:
         "answers")
 
   # -- cached queries --------------------------------------------------------
+
+  def _encode_qa(self, records: Sequence[Record]):
+    """Teacher-forcing arrays of records (empty arrays of the right widths
+    for no records: a tokenizer cannot encode an empty batch)."""
+    if not len(records):
+      one = qa_format.encode_qa(self.tokenizer, ["?"], ["?"],
+                                self.max_src_len, self.max_tgt_len)
+      return {k: v[:0] for k, v in one.items()}
+    return qa_format.encode_qa(
+        self.tokenizer, [r.input for r in records],
+        [r.answers[0] for r in records], self.max_src_len, self.max_tgt_len)
 
   def _teacher_forced(self, enc, batch_size) -> np.ndarray:
     """Decoder queries [N, T, d] of gold answers (teacher forcing).
@@ -238,6 +248,32 @@ class Seq2SeqRuntime:
       known[todo] = [qa_format.exact_match(p, records[i].answers)
                      for p, i in zip(preds, todo)]
     return known.astype(bool)
+
+  # -- requests that arrive one by one (the Editor) ---------------------------
+
+  def add_to_stream(self, records: Sequence[Record]) -> np.ndarray:
+    """Append records to the edit stream (their queries and drafts computed
+    now, not cached); returns their stream indices."""
+    records = list(records)
+    enc = self._encode_qa(records)
+    q = self._teacher_forced(enc, self.batch_size)
+    gold = self._gold_drafts(records, enc, q)
+    base = self._base_drafts(records)
+    start = len(self.stream)
+    self.stream_qa = {k: np.concatenate([np.asarray(self.stream_qa[k]),
+                                         np.asarray(v)])
+                      for k, v in enc.items()}
+    self.q_stream = np.concatenate([self.q_stream, q])
+    concat = lambda a, b: drafts_lib.Drafts(*(np.concatenate(x)
+                                              for x in zip(a, b)))
+    self.gold_stream = concat(self.gold_stream, gold)
+    self.base_drafts["stream"] = concat(self.base_drafts["stream"], base)
+    self.stream += records
+    return np.arange(start, len(self.stream))
+
+  def predict(self, bank, texts: Sequence[str]) -> list:
+    """The patched model's greedy answers to `texts`."""
+    return self.generate(bank, list(texts), CHECK_BATCH)
 
   # -- what the stream asks --------------------------------------------------
 
