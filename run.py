@@ -151,6 +151,8 @@ def main(argv):
   from patcher_jax.timing import Timings  # pylint: disable=g-import-not-at-top
   timings = Timings()
   timings.count_compiles()
+  from patcher_jax import xla_cache  # pylint: disable=g-import-not-at-top
+  xla_cache.enable(FLAGS.cache_dir)
   t_data = time.perf_counter()
   tok = minilm.load_tokenizer(FLAGS.model_dir) if FLAGS.model_dir else (
       minilm.load_tokenizer())

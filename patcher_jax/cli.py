@@ -84,6 +84,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    from patcher_jax import xla_cache  # pylint: disable=g-import-not-at-top
+    xla_cache.enable(args.cache_dir)   # each command compiles the same edits
     return {"edit": _edit, "predict": _predict, "revert": _revert,
             "export": _export}[argv[0]](args)
   except UserError as e:
