@@ -22,13 +22,21 @@ MAX_NEURONS = {"parity": 5, "fast": 16}
 _ZSRE_FAST_EDIT_MARGIN = 4.0
 
 
+# Fact completion by a pretrained causal LM (SmolLM2): tasks/lm_facts.py.
+LM_TASKS = ("lm_complete", "lm_chat")
+LM_MODELS = ("smollm2",)
+# Split sizes of the LM tasks (records): the queries of every record cost a
+# forward of the 135M model, so the retention sets are smaller than zsRE's.
+LM_LIMITS = {"train": 3000, "val": 300, "edit": 3000, "test": 1000}
+
+
 def edit_config(task: str, mode: str = "fast", **overrides):
   """The edit settings of a task: the mode's, with the reference's memory
   weight for the task (5 for FEVER, 10 for zsRE)."""
   import patcher_jax as pj  # pylint: disable=g-import-not-at-top
   make = {"fast": pj.fast_config, "parity": pj.parity_config}[mode]
   task_defaults = {"mem_weight": 5.0 if task == "fever" else 10.0}
-  if task == "zsre" and mode == "fast":
+  if task in ("zsre",) + LM_TASKS and mode == "fast":
     task_defaults["edit_margin"] = _ZSRE_FAST_EDIT_MARGIN
   return make(**{**task_defaults, **overrides})
 
@@ -59,3 +67,30 @@ def build_runtime(task, bench, base, *, seed, train_sub_size, memory_size=0,
   cache_dir = os.path.join(base.path, "runtime") if base.path else None
   return cls(base.model, base.params, base.tokenizer, bench.edit, sub,
              bench.test, memory, bench.val, cache_dir=cache_dir, log=log)
+
+
+def build_lm_runtime(task, lm, *, scale, seed, train_sub_size, memory_size=0,
+                     log=print):
+  """The runtime of a pretrained causal LM (`models.smollm2.LoadedLM`) on the
+  embedded facts in the task's prompt form ("lm_complete" / "lm_chat").
+
+  The train split is shuffled and cut into the TrainR subset and the memory
+  set as in `build_runtime`; queries are cached next to the converted model.
+  """
+  from patcher_jax.data.geo import prompts  # pylint: disable=g-import-not-at-top
+  from patcher_jax.tasks.lm_facts import LMFactsRuntime  # pylint: disable=g-import-not-at-top
+  form = task[len("lm_"):]
+  bench = prompts.lm_benchmark(form, prompts.tokenizer_chat(lm.tokenizer),
+                               scale, seed, LM_LIMITS)
+  train = list(bench.train)
+  perm = np.random.default_rng(seed + 1).permutation(len(train))
+  train = [train[i] for i in perm]
+  train_sub_size = min(train_sub_size, len(train) // 2)
+  sub, rest = train[:train_sub_size], train[train_sub_size:]
+  memory = rest[:memory_size] if memory_size else rest
+  log(f"data ({task}): stream {len(bench.edit)}, TrainR {len(sub)}, memory "
+      f"{len(memory)}, val {len(bench.val)}, test {len(bench.test)} records")
+  cache_dir = os.path.join(lm.path, "runtime") if lm.path else None
+  return LMFactsRuntime(lm.model, lm.params, lm.tokenizer, bench.edit, sub,
+                        bench.test, memory, bench.val, cache_dir=cache_dir,
+                        log=log)
