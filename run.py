@@ -138,7 +138,8 @@ def _lm_runtime(tasks):
   runtime = tasks.build_lm_runtime(FLAGS.task, lm, scale=FLAGS.scale,
                                    seed=FLAGS.seed,
                                    train_sub_size=FLAGS.train_sub_size,
-                                   memory_size=FLAGS.memory_size)
+                                   memory_size=FLAGS.memory_size,
+                                   num_edits=FLAGS.num_edits)
   return runtime, t_base
 
 

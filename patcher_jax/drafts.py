@@ -100,7 +100,7 @@ def _unedited_lead(tail: Tail, queries: chex.Array, tokens: chex.Array):
   own = jnp.take_along_axis(logits, tokens[..., None], axis=-1)[..., 0]
   others = jnp.where(jax.nn.one_hot(tokens, logits.shape[-1], dtype=bool),
                      -jnp.inf, logits)
-  x = queries + tail_lib.ffn_output(tail, queries)
+  x = tail_lib.residual(tail, queries) + tail_lib.ffn_output(tail, queries)
   return own - jnp.max(others, axis=-1), tail_lib.norm_spread(tail, x)
 
 

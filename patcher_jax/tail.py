@@ -4,9 +4,9 @@ BERT's last encoder layer and BART's last decoder layer end the same way
 (layout "post_ln"):  y = LayerNorm(q + dropout(fc2(dropout_a(act(fc1(q)))) + delta))
 where q is the FFN input (also the residual) and delta is what the patch adds.
 A Llama's last layer (layout "pre_rms") is pre-norm, then the model's final
-RMSNorm:  y = RMSNorm_f(q + down(silu(gate(n)) * up(n)) + delta), n = RMSNorm(q)
-where q is the residual stream entering the MLP block (the MLP's input is n,
-a per-position rescaling of q; see adapters/llama.py).
+RMSNorm:  y = RMSNorm_f(h + down(silu(gate(n)) * up(n)) + delta), n = RMSNorm(h)
+where h is the residual stream entering the MLP block and the query is
+q = (h - center) / scale (see adapters/llama.py).
 The tail is position-wise, so an edit step runs it on the few cached queries that
 matter (BERT: [CLS]; BART: the answer positions), never the layers below.
 
@@ -53,7 +53,7 @@ class Tail:
       by `tail_objective` when the head has no dropout to apply.
     layout: "post_ln" (ffn: fc1, fc2, norm {scale, bias}) or "pre_rms"
       (ffn: norm_in {scale}, gate, up, down kernels, norm {scale}: the final
-      RMSNorm; no dropout).
+      RMSNorm, center [d] and scale []: h = q * scale + center; no dropout).
   """
   ffn: Any
   head: Any
@@ -99,12 +99,21 @@ def ffn_output(tail: Tail, q: chex.Array, rng: Optional[chex.PRNGKey] = None,
   dropout): what the patch's delta is added to."""
   p = tail.ffn
   if tail.layout == "pre_rms":
-    n = rms_norm(q, p["norm_in"]["scale"], tail.norm_eps)
+    n = rms_norm(residual(tail, q), p["norm_in"]["scale"], tail.norm_eps)
     return (jax.nn.silu(n @ p["gate"]) * (n @ p["up"])) @ p["down"]
   h = tail.act(q @ p["fc1"]["kernel"] + p["fc1"]["bias"])
   if train:
     h = dropout(rng, h, tail.activation_dropout)
   return h @ p["fc2"]["kernel"] + p["fc2"]["bias"]
+
+
+def residual(tail: Tail, q: chex.Array) -> chex.Array:
+  """The residual stream at the patched FFN, from its query: q itself
+  (post_ln), or h = q * scale + center (pre_rms: the query is the residual
+  centred and scaled, see adapters/llama.py)."""
+  if tail.layout == "pre_rms":
+    return q * tail.ffn["scale"] + tail.ffn["center"]
+  return q
 
 
 def norm(tail: Tail, x: chex.Array) -> chex.Array:
@@ -129,7 +138,7 @@ def ffn_hidden(tail: Tail, q: chex.Array, delta: chex.Array,
   out = ffn_output(tail, q, r_act, train) + delta
   if train:
     out = dropout(r_out, out, tail.hidden_dropout)
-  return norm(tail, q + out)
+  return norm(tail, residual(tail, q) + out)
 
 
 def tail_logits(tail: Tail, q: chex.Array, delta: chex.Array,

@@ -12,11 +12,16 @@ output, keyed on the residual stream h entering the MLP block:
 
   out = h + mlp(n) + sum_i gelu(h . k_i + b_i) v_i.
 
-h is the cached query: everything after it is position-wise, so the tail
+h is what gets cached: everything after it is position-wise, so the tail
 (RMSNorm_m, the MLP, the residual, the final RMSNorm, the head) runs on cached
-h at the answer positions only. n is h rescaled per position (RMSNorm), so
-keying on h sees the same direction the MLP sees; keying on n would need h
-as well for the residual. Why GELU and not the MLP's own gated SiLU form:
+h at the answer positions only (keying on the MLP input n would need h too,
+for the residual). The neurons see h through a fixed affine map, the query
+q = (h - center) / scale (`QueryMap`, from the memory's h): the residual
+stream of a pretrained LM has a few huge shared dimensions (SmolLM2's last
+layer: |h| ~ 700, one dimension ~490 in every token, mean cosine 0.6 between
+unrelated tokens), which makes q/|q|^2 keys tiny and every neuron fire
+everywhere. gelu((h - c)/s . k + b) = gelu(h . k/s + b - c . k/s): the same
+neuron class on h, better conditioned for the optimiser. Why GELU and not the MLP's own gated SiLU form:
 see BUILD.md ("Decoder-only: SmolLM2"). The patch in another layer
 (`layer=`) works for the full-model forward and generation, not for the
 cached tail (later layers mix positions).
@@ -25,7 +30,7 @@ Every model call runs inside `llama_rope.rope_scope` (the Flax class ignores
 `config.rope_theta`).
 """
 import functools
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -35,6 +40,28 @@ from patcher_jax import patch as patch_lib
 from patcher_jax import tail as tail_lib
 from patcher_jax.adapters.intercept import FFNSite, run_with_patch
 from patcher_jax.models.llama_rope import rope_scope
+
+
+class QueryMap(NamedTuple):
+  """q = (h - center) / scale: how the patch sees the residual h."""
+  center: jax.Array   # [d]
+  scale: jax.Array    # []
+
+  def __call__(self, h):
+    return (h - self.center) / self.scale
+
+
+def identity_map(dim: int) -> QueryMap:
+  return QueryMap(jnp.zeros((dim,), jnp.float32), jnp.ones((), jnp.float32))
+
+
+def fit_query_map(h_rows) -> QueryMap:
+  """Centre = mean of the rows [N, d]; scale = median RMS of the centred
+  rows (so a typical query has norm ~ sqrt(d))."""
+  h = jnp.asarray(h_rows, jnp.float32)
+  center = jnp.mean(h, axis=0)
+  rms = jnp.sqrt(jnp.mean(jnp.square(h - center), axis=-1))
+  return QueryMap(center, jnp.maximum(jnp.median(rms), 1e-6))
 
 
 def layer_index(config, layer: Optional[int] = None) -> int:
@@ -63,8 +90,10 @@ def _fused_objective(head, hidden, targets, mask, margin):
                                             mask, margin)
 
 
-def make_tail(config, params, layer: Optional[int] = None) -> tail_lib.Tail:
-  """The frozen top of a Llama from the patched layer's MLP block input."""
+def make_tail(config, params, query_map: Optional[QueryMap] = None,
+              layer: Optional[int] = None) -> tail_lib.Tail:
+  """The frozen top of a Llama from the patched layer's MLP block input (the
+  query: `query_map` of the residual h; default identity)."""
   if config.hidden_act != "silu":
     raise ValueError(f"expected a SiLU (SwiGLU) Llama, got {config.hidden_act}")
   idx = layer_index(config, layer)
@@ -77,6 +106,8 @@ def make_tail(config, params, layer: Optional[int] = None) -> tail_lib.Tail:
          "up": lp["mlp"]["up_proj"]["kernel"],
          "down": lp["mlp"]["down_proj"]["kernel"],
          "norm": {"scale": params["model"]["norm"]["weight"]}}
+  qm = query_map or identity_map(config.hidden_size)
+  ffn.update(center=qm.center, scale=qm.scale)
   emb = params["model"]["embed_tokens"]["embedding"]
   kernel = params["lm_head"]["kernel"] if "lm_head" in params else emb.T
   head = {"embedding": kernel.T,
@@ -95,11 +126,14 @@ def head_norm(tail: tail_lib.Tail) -> float:
 
 
 def forward(model, params, input_ids, attention_mask, *, bank=None,
+            query_map: Optional[QueryMap] = None,
             layer: Optional[int] = None):
-  """Full forward: (logits [B, T, V], queries h [B, T, d]); right padding."""
+  """Full forward: (logits [B, T, V], residuals h [B, T, d]); right padding.
+  The bank sees `query_map(h)` (identity if None)."""
   delta_fn = None
   if bank is not None:
-    delta_fn = lambda q: patch_lib.bank_output(bank, q, patch_lib.gelu)
+    qm = query_map or identity_map(model.config.hidden_size)
+    delta_fn = lambda h: patch_lib.bank_output(bank, qm(h), patch_lib.gelu)
   with rope_scope(model.config):
     out, captured = run_with_patch(
         lambda: model(input_ids, attention_mask, params=params),
@@ -107,14 +141,16 @@ def forward(model, params, input_ids, attention_mask, *, bank=None,
   return out.logits, captured[0]
 
 
-def queries(model, params, input_ids, attention_mask):
-  """The last layer's MLP-block inputs h at every position: [B, T, d]."""
+def residuals(model, params, input_ids, attention_mask):
+  """The last layer's MLP-block inputs h at every position: [B, T, d]
+  (the queries are `QueryMap(h)`)."""
   return forward(model, params, input_ids, attention_mask)[1]
 
 
 @functools.lru_cache(maxsize=8)
 def greedy_fn(model, max_new_tokens: int, layer: Optional[int] = None):
-  """jit(fn(params, bank, ids [B, W], lengths [B]) -> [B, max_new_tokens]):
+  """jit(fn(params, bank, query_map, ids [B, W], lengths [B])
+  -> [B, max_new_tokens]):
   greedy continuation of right-padded prompts by the patched model.
 
   Each step runs the whole model on the fixed-width buffer (prompt + tokens
@@ -122,7 +158,7 @@ def greedy_fn(model, max_new_tokens: int, layer: Optional[int] = None):
   no KV cache: simple and exact, meant for the few answers drafts do not
   settle (see tasks/lm_facts.py).
   """
-  def fn(params, bank, ids, lengths):
+  def fn(params, bank, query_map, ids, lengths):
     b, w = ids.shape
     buf = jnp.concatenate([ids, jnp.zeros((b, max_new_tokens), ids.dtype)], 1)
     buf = jnp.where(jnp.arange(w + max_new_tokens)[None] < lengths[:, None],
@@ -131,7 +167,8 @@ def greedy_fn(model, max_new_tokens: int, layer: Optional[int] = None):
     rows = jnp.arange(b)
 
     def step(t, buf):
-      logits, _ = forward(model, params, buf, mask, bank=bank, layer=layer)
+      logits, _ = forward(model, params, buf, mask, bank=bank,
+                          query_map=query_map, layer=layer)
       nxt = jnp.argmax(logits[rows, lengths - 1 + t], axis=-1)
       return buf.at[rows, lengths + t].set(nxt.astype(buf.dtype))
 

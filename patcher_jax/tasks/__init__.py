@@ -27,7 +27,13 @@ LM_TASKS = ("lm_complete", "lm_chat")
 LM_MODELS = ("smollm2",)
 # Split sizes of the LM tasks (records): the queries of every record cost a
 # forward of the 135M model, so the retention sets are smaller than zsRE's.
-LM_LIMITS = {"train": 3000, "val": 300, "edit": 3000, "test": 1000}
+# The stream is cut to what `num_edits` edits need (the base model gets ~95%
+# of these facts wrong; see build_lm_runtime).
+LM_LIMITS = {"train": 1500, "val": 150, "test": 500}
+# The residual stream's queries need larger steps than BART's: at lr 0.01 an
+# edit takes ~300 steps (the bias walks 0.01 a step to the memory margin),
+# at 0.05 ~80 (two records of the tiny scale, same margins reached).
+_LM_FAST_LR = 0.05
 
 
 def edit_config(task: str, mode: str = "fast", **overrides):
@@ -38,6 +44,8 @@ def edit_config(task: str, mode: str = "fast", **overrides):
   task_defaults = {"mem_weight": 5.0 if task == "fever" else 10.0}
   if task in ("zsre",) + LM_TASKS and mode == "fast":
     task_defaults["edit_margin"] = _ZSRE_FAST_EDIT_MARGIN
+  if task in LM_TASKS and mode == "fast":
+    task_defaults["lr"] = _LM_FAST_LR
   return make(**{**task_defaults, **overrides})
 
 
@@ -70,18 +78,22 @@ def build_runtime(task, bench, base, *, seed, train_sub_size, memory_size=0,
 
 
 def build_lm_runtime(task, lm, *, scale, seed, train_sub_size, memory_size=0,
-                     log=print):
+                     num_edits=None, log=print):
   """The runtime of a pretrained causal LM (`models.smollm2.LoadedLM`) on the
   embedded facts in the task's prompt form ("lm_complete" / "lm_chat").
 
   The train split is shuffled and cut into the TrainR subset and the memory
   set as in `build_runtime`; queries are cached next to the converted model.
+  With `num_edits`, the edit split is cut to 1.2 * num_edits + 50 records.
   """
   from patcher_jax.data.geo import prompts  # pylint: disable=g-import-not-at-top
   from patcher_jax.tasks.lm_facts import LMFactsRuntime  # pylint: disable=g-import-not-at-top
   form = task[len("lm_"):]
+  limits = dict(LM_LIMITS)
+  if num_edits:   # every stream record costs a forward: take what is needed
+    limits["edit"] = int(1.2 * num_edits) + 50
   bench = prompts.lm_benchmark(form, prompts.tokenizer_chat(lm.tokenizer),
-                               scale, seed, LM_LIMITS)
+                               scale, seed, limits)
   train = list(bench.train)
   perm = np.random.default_rng(seed + 1).permutation(len(train))
   train = [train[i] for i in perm]

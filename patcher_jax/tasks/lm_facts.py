@@ -128,13 +128,11 @@ class LMFactsRuntime:
                max_answer_tokens: int = 12, batch_size: int = 32,
                cache_dir: Optional[str] = None, log=print):
     self.model, self.params, self.tokenizer = model, params, tokenizer
-    self.tail = llama.make_tail(model.config, params)
-    self._head_norm = llama.head_norm(self.tail)
     self.dim = model.config.hidden_size
     self.max_answer_tokens, self.batch_size = max_answer_tokens, batch_size
     self.stream, self.train_sub, self.test = (list(stream), list(train_sub),
                                               list(test))
-    self._query_fn = common.jitted_queries(model, llama.queries)
+    self._query_fn = common.jitted_queries(model, llama.residuals)
     splits = {"stream": self.stream, "train": self.train_sub,
               "test": self.test}
     self.enc = {k: self._encode(v) for k, v in splits.items()}
@@ -149,9 +147,16 @@ class LMFactsRuntime:
     key = common.records_key("lm_facts", max_answer_tokens, stream, train_sub,
                              test, memory, val)
     arrays = common.load_or_compute(cache_dir, key, compute, log)
-    self.queries = {k: arrays[f"q_{k}"] for k in splits}
+    # the patch sees the residuals centred and scaled by the memory's
+    # statistics (adapters/llama.py): fixed for the run
+    self.query_map = llama.fit_query_map(arrays["memory0"])
+    self.tail = llama.make_tail(model.config, params, self.query_map)
+    self._head_norm = llama.head_norm(self.tail)
+    qmap = lambda h: np.asarray(self.query_map(h))
+    self.queries = {k: qmap(arrays[f"q_{k}"]) for k in splits}
     self.q_stream = self.queries["stream"]
-    self.memory0, self.val_memory0 = arrays["memory0"], arrays["val_memory0"]
+    self.memory0 = qmap(arrays["memory0"])
+    self.val_memory0 = qmap(arrays["val_memory0"])
     self.base = {k: self._base_drafts(k) for k in splits}
     self.counts = {"certified": 0, "settled": 0, "decoded": 0}
     if log:
@@ -168,9 +173,10 @@ class LMFactsRuntime:
     return encode(self.tokenizer, [r.input for r in records],
                   [r.answers[0] for r in records], self.max_answer_tokens)
 
-  def _queries(self, enc: Encoded) -> np.ndarray:
+  def _queries(self, enc: Encoded, batch_size: int = 0) -> np.ndarray:
+    """Residuals h at the answer positions (queries: `self.query_map`)."""
     return answer_queries(lambda i, m: self._query_fn(self.params, i, m), enc,
-                          self.batch_size, self.dim)
+                          batch_size or self.batch_size, self.dim)
 
   def _base_drafts(self, split: str) -> drafts_lib.Drafts:
     """The unedited model's answers as drafts: the gold answer up to its
@@ -232,7 +238,8 @@ class LMFactsRuntime:
       ids = common.take_batch(enc["ids"][rows], part, width, DECODE_BATCH)
       lens = np.ones(DECODE_BATCH, np.int32)
       lens[:len(part)] = plen[part]
-      got = np.asarray(fn(self.params, bank, ids, lens))[:len(part)]
+      got = np.asarray(fn(self.params, bank, self.query_map, ids,
+                          lens))[:len(part)]
       gold, m = enc["ans"][rows][part], enc["ans_mask"][rows][part]
       out[part] = np.all((got == gold) | ~m, axis=-1)
     return out
@@ -264,8 +271,7 @@ class LMFactsRuntime:
       return bool(ok), 0, 0
     enc = encode(self.tokenizer, reph, [r.answers[0]] * len(reph),
                  self.max_answer_tokens)
-    q = answer_queries(lambda a, m: self._query_fn(self.params, a, m), enc,
-                       8, self.dim)
+    q = np.asarray(self.query_map(self._queries(enc, batch_size=8)))
     right = self._correct(bank, q, enc, np.arange(len(reph)))
     return bool(ok), int(right.sum()), len(reph)
 
