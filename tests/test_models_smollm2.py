@@ -3,33 +3,10 @@ un-permute, tied head, GGUF name mapping (no real weights needed)."""
 import jax
 import numpy as np
 import pytest
-from transformers import FlaxLlamaForCausalLM, LlamaConfig
 
+from helpers.tiny_llama import tiny_llama
 from patcher_jax.models import llama_rope
 from patcher_jax.models import smollm2
-
-TINY = dict(vocab_size=61, hidden_size=32, intermediate_size=48,
-            num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-            rms_norm_eps=1e-5, rope_theta=1e5, max_position_embeddings=32,
-            tie_word_embeddings=True, hidden_act="silu")
-
-
-def tiny_llama(seed=0, **overrides):
-  """A random tiny Llama with a tied head (lm_head = embedding.T)."""
-  config = LlamaConfig(**{**TINY, **overrides})
-  model = FlaxLlamaForCausalLM(config, _do_init=False)
-  params = model.init_weights(jax.random.PRNGKey(seed), (1, 8))
-  params = jax.tree.map(np.asarray, params)
-  params = dict(params)
-  params.pop("lm_head", None)
-  # init std 0.02 leaves attention almost uniform: sharpen it so positions
-  # (hence the RoPE base) matter
-  for layer in params["model"]["layers"].values():
-    for name in ("q_proj", "k_proj"):
-      layer["self_attn"][name]["kernel"] = layer["self_attn"][name][
-          "kernel"] * 25.0
-  return model, smollm2.tie_head(params), config
-
 
 def _rms(x, w, eps):
   return x / np.sqrt(np.mean(x * x, -1, keepdims=True) + eps) * w
