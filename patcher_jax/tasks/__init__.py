@@ -4,49 +4,37 @@ and the checks a sequential-editing stream asks for.
 Both runtimes answer the same calls (duck-typed): `mistakes(bank, idxs)`,
 `edit_task(bank, i, rng, noise_samples, max_neurons)`, `after_edit(bank, i)`,
 `memory_rows(i)`, `accuracy(bank, split)`, `stream_accuracy(bank, idxs)`,
-plus `tail`, `dim`, `max_neurons`, `memory0`, `val_memory0`.
+plus `tail`, `dim`, `max_neurons`, `memory0`, `val_memory0`; for requests
+that arrive one by one (the Editor): `add_to_stream(records)` and
+`predict(bank, texts)`.
 """
 import os
 
 import numpy as np
 
-# Neurons per edit at most (one per wrong answer token): the reference keeps
-# the first 5; fast mode covers every wrong token of the answers here.
-MAX_NEURONS = {"parity": 5, "fast": 16}
+from patcher_jax import configs
 
-
-# Fast-mode zsRE edits hold their fix by a logit lead of 4: on the first 100
-# edits GR rose 0.684 -> 0.718 -> 0.764 for leads 0 / 2 / 4 at the same SR,
-# locality and edit time; a lead of 8 often cannot be reached (the head
-# sits behind a LayerNorm) and runs into the step cap.
-_ZSRE_FAST_EDIT_MARGIN = 4.0
+# Deprecated: configs.stream_settings(task, mode)["max_neurons"] (read from
+# there, so it is not a second source).
+MAX_NEURONS = {mode: s["max_neurons"] for mode, s in configs.STREAM.items()}
 
 
 # Fact completion by a pretrained causal LM (SmolLM2): tasks/lm_facts.py.
-LM_TASKS = ("lm_complete", "lm_chat")
+LM_TASKS = configs.LM_TASKS
 LM_MODELS = ("smollm2",)
 # Split sizes of the LM tasks (records): the queries of every record cost a
 # forward of the 135M model, so the retention sets are smaller than zsRE's.
 # The stream is cut to what `num_edits` edits need (the base model gets ~95%
 # of these facts wrong; see build_lm_runtime).
 LM_LIMITS = {"train": 1500, "val": 150, "test": 500}
-# The residual stream's queries need larger steps than BART's: at lr 0.01 an
-# edit takes ~300 steps (the bias walks 0.01 a step to the memory margin),
-# at 0.05 ~80 (two records of the tiny scale, same margins reached).
-_LM_FAST_LR = 0.05
 
 
 def edit_config(task: str, mode: str = "fast", **overrides):
-  """The edit settings of a task: the mode's, with the reference's memory
-  weight for the task (5 for FEVER, 10 for zsRE)."""
-  import patcher_jax as pj  # pylint: disable=g-import-not-at-top
-  make = {"fast": pj.fast_config, "parity": pj.parity_config}[mode]
-  task_defaults = {"mem_weight": 5.0 if task == "fever" else 10.0}
-  if task in ("zsre",) + LM_TASKS and mode == "fast":
-    task_defaults["edit_margin"] = _ZSRE_FAST_EDIT_MARGIN
-  if task in LM_TASKS and mode == "fast":
-    task_defaults["lr"] = _LM_FAST_LR
-  return make(**{**task_defaults, **overrides})
+  """Deprecated alias of `patcher_jax.configs.get`."""
+  import warnings  # pylint: disable=g-import-not-at-top
+  warnings.warn("tasks.edit_config is deprecated: use configs.get",
+                DeprecationWarning, stacklevel=2)
+  return configs.get(task, mode, **overrides)
 
 
 def build_runtime(task, bench, base, *, seed, train_sub_size, memory_size=0,

@@ -246,6 +246,10 @@ class LMFactsRuntime:
 
   # -- what the stream asks --------------------------------------------------
 
+  def base_mistakes(self) -> int:
+    """Stream records the unedited model gets wrong."""
+    return int((~self.base["stream"].correct).sum())
+
   def mistakes(self, bank, idxs) -> np.ndarray:
     return ~self._correct(bank, self.q_stream, self.enc["stream"], idxs,
                           self.base["stream"])

@@ -1,0 +1,63 @@
+"""configs: one source of each task's settings in each mode."""
+import pytest
+
+import patcher_jax as pj
+from patcher_jax import configs
+
+
+def test_edit_config_default_is_fast_mode():
+  assert pj.EditConfig() == configs.get("fever", "fast") == pj.fast_config()
+  fast = pj.EditConfig()
+  assert (fast.copies, fast.noise, fast.stop_rule, fast.value_init,
+          fast.keep_failed, fast.weight_decay) == (1, False, "margins",
+                                                   "direction", False, 0.0)
+
+
+def test_parity_is_the_reference_and_differs_only_where_it_says():
+  parity = configs.get("fever", "parity")
+  # ALGORITHM.md section 3
+  assert (parity.copies, parity.noise, parity.max_steps, parity.stop_rule,
+          parity.check_every, parity.check_start, parity.value_init,
+          parity.amplifier, parity.keep_failed, parity.weight_decay,
+          parity.mem_weight) == (8, True, 2000, "val_plateau", 25, 100,
+                                 "reference", 10.0, True, 0.01, 5.0)
+  fast = pj.EditConfig()
+  changed = {f for f in fast._fields
+             if getattr(fast, f) != getattr(parity, f)}
+  assert changed == set(configs.PARITY)
+
+
+def test_task_settings_come_from_one_place():
+  assert configs.get("zsre", "parity").mem_weight == 10.0
+  assert configs.get("fever", "parity").mem_weight == 5.0
+  zsre = configs.get("zsre")
+  assert zsre.mem_weight == 10.0 and zsre.edit_margin == 4.0
+  assert configs.get("zsre", "parity").edit_margin == 0.0
+  assert configs.get("zsre", edit_margin=0.0).edit_margin == 0.0
+  # None keeps the mode's value (optional flags pass through as they are)
+  assert configs.get("fever", "parity", keep_failed=None).keep_failed
+  assert not configs.get("fever", "parity", keep_failed=False).keep_failed
+
+
+def test_stream_settings():
+  assert configs.stream_settings("zsre", "parity") == dict(
+      noise_samples=64, reference_memory=True, max_neurons=5)
+  assert configs.stream_settings("zsre") == dict(
+      noise_samples=0, reference_memory=False, max_neurons=16)
+  assert configs.stream_settings("zsre", max_neurons=None)["max_neurons"] == 16
+  assert configs.stream_settings("zsre", max_neurons=3)["max_neurons"] == 3
+
+
+@pytest.mark.parametrize("call", [
+    lambda: configs.get("squad"), lambda: configs.get("zsre", "slow"),
+    lambda: configs.get("zsre", no_such_field=1),
+    lambda: configs.stream_settings("zsre", no_such_field=1)])
+def test_bad_names_raise(call):
+  with pytest.raises(ValueError):
+    call()
+
+
+def test_deprecated_alias():
+  from patcher_jax import tasks  # pylint: disable=g-import-not-at-top
+  with pytest.warns(DeprecationWarning):
+    assert tasks.edit_config("zsre", "parity") == configs.get("zsre", "parity")
