@@ -415,9 +415,7 @@ def initial_neurons(tail: Tail, task: EditTask, rng: chex.PRNGKey,
       task.neuron_pos]                                            # [n, d]
   direction = -g / jnp.maximum(jnp.linalg.norm(g, axis=-1, keepdims=True),
                                1e-12)
-  ffn = tail.ffn
-  ffn_out = (tail.act(q0 @ ffn["fc1"]["kernel"] + ffn["fc1"]["bias"])
-             @ ffn["fc2"]["kernel"] + ffn["fc2"]["bias"])
+  ffn_out = tail_lib.ffn_output(tail, q0)
   scale = jnp.linalg.norm(ffn_out, axis=-1, keepdims=True)
   # Divide by act(1): the neuron's initial activation on its own query.
   scale = scale / tail.act(jnp.ones((), q0.dtype))

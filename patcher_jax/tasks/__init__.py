@@ -19,6 +19,16 @@ from patcher_jax import configs
 MAX_NEURONS = {mode: s["max_neurons"] for mode, s in configs.STREAM.items()}
 
 
+# Fact completion by a pretrained causal LM (SmolLM2): tasks/lm_facts.py.
+LM_TASKS = configs.LM_TASKS
+LM_MODELS = ("smollm2",)
+# Split sizes of the LM tasks (records): the queries of every record cost a
+# forward of the 135M model, so the retention sets are smaller than zsRE's.
+# The stream is cut to what `num_edits` edits need (the base model gets ~95%
+# of these facts wrong; see build_lm_runtime).
+LM_LIMITS = {"train": 1500, "val": 150, "test": 500}
+
+
 def edit_config(task: str, mode: str = "fast", **overrides):
   """Deprecated alias of `patcher_jax.configs.get`."""
   import warnings  # pylint: disable=g-import-not-at-top
@@ -53,3 +63,34 @@ def build_runtime(task, bench, base, *, seed, train_sub_size, memory_size=0,
   cache_dir = os.path.join(base.path, "runtime") if base.path else None
   return cls(base.model, base.params, base.tokenizer, bench.edit, sub,
              bench.test, memory, bench.val, cache_dir=cache_dir, log=log)
+
+
+def build_lm_runtime(task, lm, *, scale, seed, train_sub_size, memory_size=0,
+                     num_edits=None, log=print):
+  """The runtime of a pretrained causal LM (`models.smollm2.LoadedLM`) on the
+  embedded facts in the task's prompt form ("lm_complete" / "lm_chat").
+
+  The train split is shuffled and cut into the TrainR subset and the memory
+  set as in `build_runtime`; queries are cached next to the converted model.
+  With `num_edits`, the edit split is cut to 1.2 * num_edits + 50 records.
+  """
+  from patcher_jax.data.geo import prompts  # pylint: disable=g-import-not-at-top
+  from patcher_jax.tasks.lm_facts import LMFactsRuntime  # pylint: disable=g-import-not-at-top
+  form = task[len("lm_"):]
+  limits = dict(LM_LIMITS)
+  if num_edits:   # every stream record costs a forward: take what is needed
+    limits["edit"] = int(1.2 * num_edits) + 50
+  bench = prompts.lm_benchmark(form, prompts.tokenizer_chat(lm.tokenizer),
+                               scale, seed, limits)
+  train = list(bench.train)
+  perm = np.random.default_rng(seed + 1).permutation(len(train))
+  train = [train[i] for i in perm]
+  train_sub_size = min(train_sub_size, len(train) // 2)
+  sub, rest = train[:train_sub_size], train[train_sub_size:]
+  memory = rest[:memory_size] if memory_size else rest
+  log(f"data ({task}): stream {len(bench.edit)}, TrainR {len(sub)}, memory "
+      f"{len(memory)}, val {len(bench.val)}, test {len(bench.test)} records")
+  cache_dir = os.path.join(lm.path, "runtime") if lm.path else None
+  return LMFactsRuntime(lm.model, lm.params, lm.tokenizer, bench.edit, sub,
+                        bench.test, memory, bench.val, cache_dir=cache_dir,
+                        log=log)
