@@ -81,7 +81,8 @@ def write_outputs(out_dir, result, header, wall_time_s):
   summary = summarized["summary"]
   results = dict(header)
   results.update({k: summary[k] for k in ("SR", "GR", "ER", "TrainR", "TestR")})
-  results["GR_per_edit_mean"] = summary["GR_per_edit_mean"]
+  for k in ("GR_per_edit_mean", "GR_before", "TrainR_flips", "TestR_flips"):
+    results[k] = summary[k]
   folds = result["folds"]
   results["base"] = {"train_acc": float(np.mean([f["base_train_acc"]
                                                  for f in folds])),
@@ -214,6 +215,10 @@ def main(argv):
   print(f"\n| SR | GR | ER | TrainR | TestR |\n|---|---|---|---|---|\n"
         f"| {results['SR']:.3f} | {results['GR']:.3f} | {results['ER']:.3f} "
         f"| {results['TrainR']:.3f} | {results['TestR']:.3f} |")
+  flips = lambda f: f"-{f['lost']}/+{f['gained']} of {f['total']}"
+  print(f"GR before the edits {results['GR_before']:.3f}; answers flipped "
+        f"(lost/gained): train {flips(results['TrainR_flips'])}, test "
+        f"{flips(results['TestR_flips'])}")
   print(f"GR per-edit mean {results['GR_per_edit_mean']:.3f}; "
         f"{results['edits_made']} edits, median edit "
         f"{results['edit_time_s']['median'] * 1e3:.0f} ms, wall "

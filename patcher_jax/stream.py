@@ -206,12 +206,14 @@ def run(runtime, edit_config: editor.EditConfig, config: StreamConfig, *,
                            edit_config)
     jax.block_until_ready(banks)
     edit_s = (time.perf_counter() - t0) / sum(p is not None for p in picks)
-    state = state._replace(bank=banks)
+    banks_before, state = state.bank, state._replace(bank=banks)
     for slot, pick in enumerate(picks):
       if pick is None:
         continue
       idx = pick[0]
       ok, r_ok, r_n = runtime.after_edit(_unstack(state.bank, slot), idx)
+      described = _describe(runtime, _unstack(banks_before, slot),
+                            _unstack(state.bank, slot), idx)
       st = jax.tree.map(lambda a: np.asarray(a[slot]).item(), stats)
       rec = {
           "fold": folds[slot], "edit": prog.edits[slot],
@@ -222,6 +224,7 @@ def run(runtime, edit_config: editor.EditConfig, config: StreamConfig, *,
           "edit_time_s": edit_s, "loss": st.loss, "edit_loss": st.edit_loss,
           "act_loss": st.act_loss, "mem_loss1": st.mem_loss1,
           "mem_loss2": st.mem_loss2, "margins_ok": bool(st.margins_ok),
+          **described,
       }
       prog.records.append(rec)
       prog.edits[slot] += 1
@@ -240,6 +243,12 @@ def run(runtime, edit_config: editor.EditConfig, config: StreamConfig, *,
         prog.rounds % config.checkpoint_every == 0 or all(prog.finished)):
       ckpt_lib.save(mngr, prog.rounds, _arrays(state), prog._asdict())
 
+  if config.curve_every and prog.rounds and (
+      not prog.curve or prog.curve[-1]["round"] != prog.rounds):
+    # the last round, when the run ended between points (or ran out of
+    # mistakes early): the curve ends where the run ends
+    prog.curve.append(_curve_point(runtime, state, prog, config,
+                                   curve_base or _curve_base(runtime, config)))
   if (mngr is not None and config.checkpoint_every
       and mngr.latest_step() != prog.rounds):
     ckpt_lib.save(mngr, prog.rounds, _arrays(state), prog._asdict())
@@ -280,7 +289,7 @@ def summarize(result: Dict[str, Any]) -> Dict[str, Any]:
     upto = [r for r in result["records"] if r["edit"] < c["round"]]
     point = {"edits": c["round"]}
     point.update({k: v for k, v in metrics_lib.summarize(upto, []).items()
-                  if k in ("SR", "GR", "GR_per_edit_mean")})
+                  if k in ("SR", "GR", "GR_per_edit_mean", "GR_before")})
     for name in ("ER", "TrainR", "TestR"):
       point[name] = metrics_lib.mean_over_folds(
           [f[name] for f in c["per_fold"].values()])
@@ -355,6 +364,17 @@ def _append_memories(state: FoldState, runtime, picks,
   return state._replace(memory=memory, val_memory=val_memory)
 
 
+def _describe(runtime, bank_before, bank_after, idx: int) -> Dict[str, Any]:
+  """What an edit did to its record, for edits.jsonl: the input, the target,
+  the model's answer right before and after the edit, and how many of the
+  record's rephrases the unedited model got right (for GR_before)."""
+  before, = runtime.answers(bank_before, [idx])
+  after, = runtime.answers(bank_after, [idx])
+  return {"input": runtime.stream[idx].input, "target": runtime.target(idx),
+          "answer_before": before, "answer_after": after,
+          "rephrase_correct_before": runtime.rephrases_before(idx)[0]}
+
+
 def _edited(prog: Progress, slot: int) -> List[int]:
   fold = prog.folds[slot]
   return [r["stream_index"] for r in prog.records if r["fold"] == fold]
@@ -384,18 +404,25 @@ def _curve_point(runtime, state, prog: Progress, config: StreamConfig,
 
 
 def _finals(runtime, state, prog: Progress) -> List[Dict[str, Any]]:
+  """Per fold: ER, final and base accuracies, and the answers that flipped."""
   finals = []
   empty = patch_lib.init_bank(8, runtime.dim)
-  base_train = runtime.accuracy(empty, "train")
-  base_test = runtime.accuracy(empty, "test")
+  base = {s: runtime.split_correct(empty, s) for s in ("train", "test")}
   for slot, fold in enumerate(prog.folds):
     bank = _unstack(state.bank, slot)
+    final = {s: runtime.split_correct(bank, s) for s in ("train", "test")}
     finals.append({
         "fold": fold, "edits": prog.edits[slot],
         "er": runtime.stream_accuracy(bank, _edited(prog, slot)),
-        "train_acc": runtime.accuracy(bank, "train"),
-        "test_acc": runtime.accuracy(bank, "test"),
-        "base_train_acc": base_train, "base_test_acc": base_test,
+        "train_acc": _mean(final["train"]), "test_acc": _mean(final["test"]),
+        "base_train_acc": _mean(base["train"]),
+        "base_test_acc": _mean(base["test"]),
+        "train_flips": metrics_lib.flips(base["train"], final["train"]),
+        "test_flips": metrics_lib.flips(base["test"], final["test"]),
         "neurons": int(np.asarray(bank.size)),
     })
   return finals
+
+
+def _mean(right: np.ndarray) -> float:
+  return float(np.mean(right)) if len(right) else float("nan")

@@ -15,7 +15,7 @@ from patcher_jax import editor
 from patcher_jax import patch as patch_lib
 from patcher_jax import tail as tail_lib
 from patcher_jax.adapters import bert
-from patcher_jax.data import Record, fever_label
+from patcher_jax.data import FEVER_LABELS, Record, fever_label
 from patcher_jax.tasks import common
 
 
@@ -54,6 +54,7 @@ class ClassificationRuntime:
     self.y_test = np.array([fever_label(r) for r in test], np.int32)
     self.dim = self.q_stream.shape[-1]
     self._logits = jax.jit(_patched_logits)
+    self._empty = patch_lib.init_bank(8, self.dim)
 
   # -- model access ---------------------------------------------------------
 
@@ -109,11 +110,36 @@ class ClassificationRuntime:
     """The queries an edit adds to memory: its [CLS] query."""
     return self.q_stream[i:i + 1]
 
-  def accuracy(self, bank, split: str, limit: int | None = None) -> float:
+  def rephrases_before(self, i: int):
+    """(rephrases of record i the unedited model gets right, their number)."""
+    lo, hi = self.reph_offsets[i], self.reph_offsets[i + 1]
+    labels = np.full(hi - lo, self.y_stream[i], np.int32)
+    right = self.correct(self._empty, self.q_reph[lo:hi], labels)
+    return int(right.sum()), int(hi - lo)
+
+  def target(self, i: int) -> str:
+    return FEVER_LABELS[self.y_stream[i]]
+
+  def answers(self, bank, idxs) -> list:
+    """The patched model's labels ("SUPPORTS" / "REFUTES") of records idxs."""
+    idxs = np.asarray(idxs, int)
+    if not len(idxs):
+      return []
+    logits = common.chunked(lambda x: self._logits(self.tail, bank, x),
+                            self.q_stream[idxs])
+    return [FEVER_LABELS[int(v > 0)] for v in logits[:, 0]]
+
+  def split_correct(self, bank, split: str,
+                    limit: int | None = None) -> np.ndarray:
+    """[N] bool: the patched model is right on a split ("train": the TrainR
+    subset, "test")."""
     q, y = {"train": (self.q_train, self.y_train),
             "test": (self.q_test, self.y_test)}[split]
-    q, y = q[:limit], y[:limit]
-    return float(np.mean(self.correct(bank, q, y))) if len(y) else float("nan")
+    return self.correct(bank, q[:limit], y[:limit])
+
+  def accuracy(self, bank, split: str, limit: int | None = None) -> float:
+    right = self.split_correct(bank, split, limit)
+    return float(np.mean(right)) if len(right) else float("nan")
 
   def stream_accuracy(self, bank, idxs) -> float:
     if not len(idxs):

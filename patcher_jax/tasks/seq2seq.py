@@ -23,6 +23,7 @@ from patcher_jax.tasks import common
 
 CHECK_BATCH = 8    # decode batch for checks and post-edit evaluation
 EVAL_BATCH = 64    # decode batch for retention metrics
+MAX_REPHRASES = 5  # rephrases per edit for GR (the reference samples <= 5)
 
 
 @functools.lru_cache(maxsize=8)
@@ -92,6 +93,18 @@ class Seq2SeqRuntime:
     self.base_drafts = {name: drafts_lib.Drafts(*(
         arrays[f"base_{name}_{f}"] for f in drafts_lib.Drafts._fields))
                         for name in splits}
+    # The unedited model's answers to the stream's rephrases (GR before the
+    # edits; a draft for the rephrases an edit leaves alone). Cached apart:
+    # adding them does not invalidate the queries above.
+    reph, self.reph_offsets = common.flatten_rephrases(stream, MAX_REPHRASES)
+    owners = np.repeat(np.arange(len(stream)), np.diff(self.reph_offsets))
+    reph_records = [self.stream[j]._replace(input=q)
+                    for q, j in zip(reph, owners)]
+    reph_arrays = common.load_or_compute(
+        cache_dir, common.records_key("seq2seq-rephrases", key, reph),
+        lambda: self._base_drafts(reph_records)._asdict(), log)
+    self.base_reph = drafts_lib.Drafts(*(reph_arrays[f] for f in
+                                         drafts_lib.Drafts._fields))
     self.counts = {"certified": 0, "decoded": 0}
     log(f"  cached {len(stream)} stream, {len(self.memory0)} memory and "
         f"{len(self.val_memory0)} val-memory decoder queries; drafts of "
@@ -199,17 +212,26 @@ class Seq2SeqRuntime:
     return out
 
   def _correct(self, bank, records: Sequence[Record], drafts=(),
-               questions=None, batch=CHECK_BATCH) -> np.ndarray:
+               questions=None, batch=CHECK_BATCH, texts: bool = False):
     """Exact match of the patched model's greedy answers: read off the first
-    draft that certainly holds (drafts.py), decoded for real otherwise."""
+    draft that certainly holds (drafts.py), decoded for real otherwise.
+
+    Returns [N] bool, or ([N] bool, the N answer strings) with `texts`.
+    """
     questions = questions or [r.input for r in records]
     known = np.full(len(records), -1, np.int8)
+    answers = [None] * len(records)
     for d in drafts:
       todo = np.flatnonzero(known < 0)
       if not len(todo):
         break
       known[todo] = drafts_lib.check(self.tail, bank, d.take(todo),
                                      self._max_new_tokens, self._head_norm)
+      if texts:
+        held = todo[known[todo] >= 0]
+        for j, t in zip(held, qa_format.decode_ids(self.tokenizer, np.where(
+            d.mask[held], d.tokens[held], 0))):
+          answers[j] = t
     todo = np.flatnonzero(known < 0)
     self.counts["certified"] += len(records) - len(todo)
     self.counts["decoded"] += len(todo)
@@ -217,7 +239,9 @@ class Seq2SeqRuntime:
       preds = self.generate(bank, [questions[i] for i in todo], batch)
       known[todo] = [qa_format.exact_match(p, records[i].answers)
                      for p, i in zip(preds, todo)]
-    return known.astype(bool)
+      for i, p in zip(todo, preds):
+        answers[i] = p
+    return (known.astype(bool), answers) if texts else known.astype(bool)
 
   # -- what the stream asks --------------------------------------------------
 
@@ -260,8 +284,10 @@ class Seq2SeqRuntime:
     return task if bool(task.neuron_mask.any()) else None
 
   def after_edit(self, bank, i: int):
+    """(edit correct now, rephrases correct, rephrases total)."""
     r = self.stream[i]
-    reph = list(r.rephrases)[:5]
+    lo, hi = self.reph_offsets[i], self.reph_offsets[i + 1]
+    reph = list(r.rephrases)[:MAX_REPHRASES]
     gold = self.gold_stream.take([i])   # cached: only the rephrases are new
     if reph:
       enc = qa_format.encode_qa(self.tokenizer, reph,
@@ -270,22 +296,48 @@ class Seq2SeqRuntime:
       more = self._gold_drafts([r] * len(reph), enc,
                                self._teacher_forced(enc, CHECK_BATCH))
       gold = drafts_lib.Drafts(*(np.concatenate(a) for a in zip(gold, more)))
+    # then the unedited answers: what a rephrase the edit missed still says
+    base = drafts_lib.Drafts(*(np.concatenate(a) for a in zip(
+        self.base_drafts["stream"].take([i]),
+        self.base_reph.take(np.arange(lo, hi)))))
     questions = [r.input] + reph
-    right = self._correct(bank, [r] * len(questions), (gold,), questions)
+    right = self._correct(bank, [r] * len(questions), (gold, base), questions)
     return bool(right[0]), int(right[1:].sum()), len(reph)
+
+  def rephrases_before(self, i: int):
+    """(rephrases of record i the unedited model gets right, their number)."""
+    lo, hi = self.reph_offsets[i], self.reph_offsets[i + 1]
+    return int(self.base_reph.correct[lo:hi].sum()), int(hi - lo)
+
+  def target(self, i: int) -> str:
+    return self.stream[i].answers[0]
+
+  def answers(self, bank, idxs) -> list:
+    """The patched model's answers (strings) to stream records `idxs`."""
+    idxs = np.asarray(idxs, int)
+    records = [self.stream[i] for i in idxs]
+    drafts = (self.base_drafts["stream"].take(idxs),
+              self.gold_stream.take(idxs))
+    return self._correct(bank, records, drafts, texts=True)[1]
 
   def memory_rows(self, i: int) -> np.ndarray:
     mask = np.asarray(self.stream_qa["decoder_attention_mask"][i], bool).copy()
     mask[0] = False
     return self.q_stream[i][mask]
 
-  def accuracy(self, bank, split: str, limit: int | None = None) -> float:
+  def split_correct(self, bank, split: str,
+                    limit: int | None = None) -> np.ndarray:
+    """[N] bool: the patched model's answers to a split ("train": the TrainR
+    subset, "test") are right."""
     records = {"train": self.train_sub, "test": self.test}[split][:limit]
     if not records:
-      return float("nan")
+      return np.zeros(0, bool)
     drafts = self.base_drafts[split].take(np.arange(len(records)))
-    return float(np.mean(self._correct(bank, records, (drafts,),
-                                       batch=EVAL_BATCH)))
+    return self._correct(bank, records, (drafts,), batch=EVAL_BATCH)
+
+  def accuracy(self, bank, split: str, limit: int | None = None) -> float:
+    right = self.split_correct(bank, split, limit)
+    return float(np.mean(right)) if len(right) else float("nan")
 
   def stream_accuracy(self, bank, idxs) -> float:
     if not len(idxs):
