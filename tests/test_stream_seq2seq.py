@@ -1,5 +1,6 @@
 """The seq2seq runtime on a tiny random BART with the real tokenizer:
 patched greedy generation agrees with the teacher-forced success check."""
+import jax
 import numpy as np
 import pytest
 
@@ -26,18 +27,46 @@ def test_empty_bank_generation_equals_unpatched(runtime):
 
 def test_teacher_forced_success_means_generation_success(runtime):
   cfg = stream.StreamConfig(num_edits=3, seed=0, checkpoint_every=0)
-  out = stream.run(runtime, pj.fast_config(mem_weight=10.0, max_steps=400),
+  # No memory loss: the queries of a tiny random model are nearly parallel,
+  # so with it no edit is fixed in 400 steps and there would be nothing to
+  # compare (failed edits are discarded).
+  out = stream.run(runtime, pj.fast_config(mem_weight=0.0, max_steps=400),
                    cfg, log=lambda *_: None)
   recs = out["records"]
   assert len(recs) == 3
   assert all(r["neurons"] <= 5 for r in recs)
+  # Real greedy decoding (no draft) with the bank as it was before and right
+  # after each edit: success and the answers in the record are what it says.
+  from patcher_jax.models import qa_format
+  bank = jax.tree.map(lambda a: a[0], out["state"].bank)
+  empty = pj.init_bank(8, runtime.dim)
   for r in recs:
+    rec = runtime.stream[r["stream_index"]]
+    after = _bank_after(bank, r["edit"])
+    before = _bank_after(bank, r["edit"] - 1) if r["edit"] else empty
+    said, = runtime.generate(after, [rec.input], 8)
+    assert r["success"] == qa_format.exact_match(said, rec.answers), r
     if r["train_success"]:
       assert r["success"], r          # greedy decoding reproduces the gold
+    assert r["answer_after"] == said
+    assert r["answer_before"] == runtime.generate(before, [rec.input], 8)[0]
+    assert r["target"] == rec.answers[0] and r["input"] == rec.input
+    reph = list(rec.rephrases)[:5]
+    said = runtime.generate(empty, reph, 8)
+    assert r["rephrase_correct_before"] == sum(
+        qa_format.exact_match(a, rec.answers) for a in said)
+  assert any(r["success"] for r in recs)
   # memory rows: positions 1..m+1 of the teacher-forced answer
   i = recs[0]["stream_index"]
   m = int(np.asarray(runtime.stream_qa["decoder_attention_mask"][i]).sum())
   assert runtime.memory_rows(i).shape == (m - 1, runtime.dim)
+
+
+def _bank_after(bank, t):
+  """The bank as it was right after edit t: later edits dropped."""
+  for later in range(t + 1, int(np.max(bank.edit_ids)) + 1):
+    bank = pj.drop_edit(bank, later)
+  return bank
 
 
 def test_a_bank_grown_mid_stream_gives_the_same_run(runtime, monkeypatch):
