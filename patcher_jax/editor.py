@@ -66,11 +66,25 @@ class EditConfig(NamedTuple):
                                   # else holds (in-step checks only)
 
 
-def parity_config(**overrides) -> EditConfig:
-  """The reference's defaults (ALGORITHM.md section 3)."""
+# The reference's memory-loss weight per task (its main.py overrides the
+# command line: 5 for FEVER, 10 for zsRE).
+REFERENCE_MEM_WEIGHT = {"fever": 5.0, "zsre": 10.0}
+
+
+def parity_config(task: str, **overrides) -> EditConfig:
+  """The reference's settings of a task (ALGORITHM.md section 3).
+
+  Example:
+    >>> parity_config("zsre").mem_weight
+    10.0
+  """
+  if task not in REFERENCE_MEM_WEIGHT:
+    raise ValueError(f"unknown task {task!r}: one of "
+                     f"{sorted(REFERENCE_MEM_WEIGHT)}")
   base = EditConfig(copies=8, noise=True, max_steps=2000,
                     stop_rule="val_plateau", check_every=25, check_start=100,
-                    value_init="reference", keep_failed=True)
+                    value_init="reference", keep_failed=True,
+                    mem_weight=REFERENCE_MEM_WEIGHT[task])
   return base._replace(**overrides)
 
 
@@ -438,6 +452,37 @@ def _plateau_update(p: _Plateau, lr, metric, config: EditConfig):
   return _Plateau(best, bad), lr
 
 
+def val_plateau_stop(ok, val_mem, best_val, n_ok, tolerance: float = 1e-3):
+  """The reference's stop decision at one check (ALGORITHM.md 3.9).
+
+  At a check where the edit is right (`ok`), its val-memory loss joins the
+  list; stop when it is not lower than the best earlier one by more than
+  `tolerance` (so two successful checks at least). Failed checks change
+  nothing.
+
+  Args:
+    ok: bool, the edit is right at this check (and the check counts).
+    val_mem: the memory loss on the val memory at this check.
+    best_val: the lowest val_mem of the earlier successful checks (inf).
+    n_ok: how many successful checks came before.
+    tolerance: the improvement that counts.
+
+  Returns:
+    (stop, best_val, n_ok) after this check.
+
+  Example:
+    >>> stop, best, n = val_plateau_stop(True, 2.0, jnp.inf, 0)
+    >>> bool(stop), float(best), int(n)
+    (False, 2.0, 1)
+    >>> bool(val_plateau_stop(True, 1.9995, best, n)[0])
+    True
+  """
+  ok = jnp.asarray(ok)
+  stop = ok & (n_ok > 0) & ~(val_mem < best_val - tolerance)
+  best_val = jnp.where(ok, jnp.minimum(best_val, val_mem), best_val)
+  return stop, best_val, n_ok + ok.astype(jnp.int32)
+
+
 class _Loop(NamedTuple):
   state: EditState
   plateau: _Plateau
@@ -460,7 +505,7 @@ def edit(tail: Tail, bank: PatchBank, task: EditTask, memory: Memory,
     val_memory: val memory for the parity stop rule (may equal `memory`).
     rng: PRNG key.
     edit_id: int id recorded in the bank for the new neurons.
-    config: static settings (`parity_config()` / `fast_config()`).
+    config: static settings (`parity_config(task)` / `fast_config()`).
     full: run the whole model at every step instead of the cached tail (the
       reference's cost; for benchmarks and equivalence tests).
     num_steps: optional traced cap on the steps (at most `config.max_steps`);
@@ -529,9 +574,8 @@ def edit(tail: Tail, bank: PatchBank, task: EditTask, memory: Memory,
       plateau, lr = _plateau_update(plateau, lr, ev.edit, config)
       ok = _success(ev) & (step >= config.check_start)
       if config.stop_rule == "val_plateau":
-        stop = ok & (n_ok > 0) & ~(val_mem < best_val - config.stop_tolerance)
-        best_val = jnp.where(ok, jnp.minimum(best_val, val_mem), best_val)
-        n_ok = n_ok + ok.astype(jnp.int32)
+        stop, best_val, n_ok = val_plateau_stop(ok, val_mem, best_val, n_ok,
+                                                config.stop_tolerance)
       elif config.stop_rule == "steps":
         stop = jnp.zeros((), bool)
       else:

@@ -301,10 +301,19 @@ def _neurons_per_edit(runtime, config: StreamConfig) -> int:
   return min(runtime.max_neurons, config.max_neurons)
 
 
+def _memory_copies(config: StreamConfig) -> int:
+  """Copies an edit's rows come in (0: deduplicated rows)."""
+  return config.memory_copies if config.reference_memory else 0
+
+
 def _rows_per_edit(runtime, config: StreamConfig) -> int:
-  rows = max(len(runtime.memory_rows(0)), 1) if len(runtime.stream) else 1
-  rows = max(rows, _neurons_per_edit(runtime, config) + 1)
-  return rows * (config.memory_copies if config.reference_memory else 1)
+  """Memory rows an edit usually adds (record 0's; `_append_memories` makes
+  room for more)."""
+  copies = _memory_copies(config)
+  rows = (len(runtime.memory_rows(0, copies)) if len(runtime.stream) else 1)
+  if not copies:
+    rows = max(rows, _neurons_per_edit(runtime, config) + 1)
+  return max(rows, 1)
 
 
 def _next_mistake(runtime, bank, order, prog: Progress, slot: int,
@@ -343,25 +352,41 @@ def _append_all(memory: Memory, val_memory: Memory, rows, mask):
 
 def _append_memories(state: FoldState, runtime, picks,
                      config: StreamConfig) -> FoldState:
-  """Each edited record's queries join its fold's train and val memory."""
+  """Each edited record's queries join its fold's train and val memory (the
+  reference's rows per task with `reference_memory`, else deduplicated);
+  the buffers grow if a long answer's rows would not fit."""
+  copies = _memory_copies(config)
+  per_pick = []
+  for pick in picks:
+    r = np.zeros((0, runtime.dim), np.float32)
+    if pick is not None:
+      r = np.asarray(runtime.memory_rows(pick[0], copies))
+      if not copies:
+        r = memory_lib.deduplicate(r)
+    per_pick.append(r)
   width = _rows_per_edit(runtime, config)
+  longest = max(len(r) for r in per_pick)
+  if longest > width:           # a few widths, a few compiles
+    width = -(-longest // 8) * 8
   rows = np.zeros((len(picks), width, runtime.dim), np.float32)
   mask = np.zeros((len(picks), width), bool)
-  for slot, pick in enumerate(picks):
-    if pick is None:
-      continue
-    r = np.asarray(runtime.memory_rows(pick[0]))
-    if config.reference_memory:
-      # the reference flattens its 8 copies and keeps rows [1:-1]
-      r = np.tile(r, (config.memory_copies, 1))[1:-1]
-    else:
-      r = memory_lib.deduplicate(r)
-    r = r[:width]
+  for slot, r in enumerate(per_pick):
     rows[slot, :len(r)] = r
     mask[slot, :len(r)] = True
-  memory, val_memory = _append_all(state.memory, state.val_memory,
-                                   jnp.asarray(rows), jnp.asarray(mask))
+  grown = [_room_for(m, longest) for m in (state.memory, state.val_memory)]
+  memory, val_memory = _append_all(*grown, jnp.asarray(rows),
+                                   jnp.asarray(mask))
   return state._replace(memory=memory, val_memory=val_memory)
+
+
+def _room_for(memory: Memory, extra: int) -> Memory:
+  """`memory` with room for `extra` more rows: grown by a quarter (whole
+  blocks; every edit step reads the whole buffer, so never doubled), which
+  recompiles the edit once."""
+  cap, size = memory.queries.shape[-2], int(np.max(memory.size))
+  if size + extra <= cap:
+    return memory
+  return memory_lib.grow(memory, _memory_capacity(size + extra + cap // 4))
 
 
 def _describe(runtime, bank_before, bank_after, idx: int) -> Dict[str, Any]:

@@ -71,7 +71,7 @@ def test_patch_step_with_donated_state(tiny_bert):
 def test_edit_fixes_bert_mistake(tiny_bert, mode):
   t = tiny_bert
   tail, q, targets, mask, memory, labels = _bert_setup(t)
-  config = (pj.fast_config() if mode == "fast" else pj.parity_config())
+  config = (pj.fast_config() if mode == "fast" else pj.parity_config("fever"))
   bank = pj.init_bank(8, 32)
   noisy = None
   if config.noise:
@@ -99,7 +99,7 @@ def test_edit_fixes_bart_mistake(tiny_bart, mode):
   tail = bart.make_tail(t.config, t.params)
   memory = pj.init_memory(q[1:].reshape(-1, 32), 64)
   config = (pj.fast_config(mem_weight=10.0) if mode == "fast"
-            else pj.parity_config(mem_weight=10.0))
+            else pj.parity_config("zsre"))
   bank = pj.init_bank(8, 32)
   noisy = None
   if config.noise:

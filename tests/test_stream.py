@@ -193,3 +193,22 @@ def test_metrics_flips_and_gr_before():
   assert s["GR"] == pytest.approx(3 / 5)
   assert s["GR_before"] == pytest.approx(1 / 5)
   assert s["TrainR_flips"] == {"lost": 4, "gained": 2, "total": 20}
+
+
+def test_parity_memory_gets_8_copies_of_each_edit(runtime):
+  """The reference appends the [CLS] query of each of its 8 training copies:
+  8 identical rows per edit, in the train and the val memory."""
+  cfg = stream.StreamConfig(num_edits=2, seed=0, checkpoint_every=0,
+                            noise_samples=16, reference_memory=True)
+  out = stream.run(runtime, pj.parity_config("fever", max_steps=25), cfg,
+                   log=lambda *_: None)   # rows join whether or not it held
+  idxs = [r["stream_index"] for r in out["records"]]
+  assert len(idxs) == 2
+  want = np.concatenate([np.repeat(runtime.q_stream[i:i + 1], 8, 0)
+                         for i in idxs])
+  for mem, start in ((out["state"].memory, len(runtime.memory0)),
+                     (out["state"].val_memory, len(runtime.val_memory0))):
+    assert int(mem.size[0]) == start + 16
+    np.testing.assert_array_equal(
+        np.asarray(mem.queries[0, start:start + 16]), want)
+    assert not np.asarray(mem.mask[0, start + 16:]).any()

@@ -84,3 +84,25 @@ def test_a_bank_grown_mid_stream_gives_the_same_run(runtime, monkeypatch):
   assert int(b.size[0]) == n and b.capacity >= n
   np.testing.assert_allclose(b.keys[:, :n], a.keys[:, :n], atol=1e-6)
   np.testing.assert_allclose(b.values[:, :n], a.values[:, :n], atol=1e-6)
+
+
+def test_parity_memory_gets_the_references_rows(runtime):
+  """The reference flattens all decoder positions of its 8 training copies
+  and keeps [1:-1]: position 0 of copies 1-7 is in, 8 L - 2 rows."""
+  cfg = stream.StreamConfig(num_edits=1, seed=0, checkpoint_every=0,
+                            noise_samples=8, reference_memory=True)
+  out = stream.run(runtime, pj.parity_config("zsre", max_steps=25), cfg,
+                   log=lambda *_: None)   # rows join whether or not it held
+  i = out["records"][0]["stream_index"]
+  mask = np.asarray(runtime.stream_qa["decoder_attention_mask"][i], bool)
+  length = int(mask.sum())
+  positions = runtime.q_stream[i][:length]          # positions 0..L-1
+  want = np.concatenate([positions] * 8)[1:-1]
+  assert len(want) == 8 * length - 2
+  for mem, start in ((out["state"].memory, len(runtime.memory0)),
+                     (out["state"].val_memory, len(runtime.val_memory0))):
+    assert int(mem.size[0]) == start + len(want)
+    got = np.asarray(mem.queries[0, start:start + len(want)])
+    np.testing.assert_array_equal(got, want)
+    # position 0 (the decoder start) appears once per copy but the first
+    assert sum(np.array_equal(r, positions[0]) for r in got) == 7

@@ -27,12 +27,13 @@ _ZSRE_FAST_EDIT_MARGIN = 4.0
 def edit_config(task: str, mode: str = "fast", **overrides):
   """The edit settings of a task: the mode's, with the reference's memory
   weight for the task (5 for FEVER, 10 for zsRE)."""
-  import patcher_jax as pj  # pylint: disable=g-import-not-at-top
-  make = {"fast": pj.fast_config, "parity": pj.parity_config}[mode]
-  task_defaults = {"mem_weight": 5.0 if task == "fever" else 10.0}
-  if task == "zsre" and mode == "fast":
+  from patcher_jax import editor  # pylint: disable=g-import-not-at-top
+  if mode == "parity":
+    return editor.parity_config(task, **overrides)
+  task_defaults = {"mem_weight": editor.REFERENCE_MEM_WEIGHT[task]}
+  if task == "zsre":
     task_defaults["edit_margin"] = _ZSRE_FAST_EDIT_MARGIN
-  return make(**{**task_defaults, **overrides})
+  return editor.fast_config(**{**task_defaults, **overrides})
 
 
 def build_runtime(task, bench, base, *, seed, train_sub_size, memory_size=0,

@@ -106,9 +106,12 @@ class ClassificationRuntime:
     right = self.correct(bank, self.q_reph[lo:hi], labels)
     return ok, int(right.sum()), int(hi - lo)
 
-  def memory_rows(self, i: int) -> np.ndarray:
-    """The queries an edit adds to memory: its [CLS] query."""
-    return self.q_stream[i:i + 1]
+  def memory_rows(self, i: int, copies: int = 0) -> np.ndarray:
+    """The queries an edit adds to memory: its [CLS] query; with `copies`,
+    the reference's rows: the query of each of its training copies (all
+    identical: one row per copy)."""
+    q = self.q_stream[i:i + 1]
+    return np.repeat(q, copies, axis=0) if copies else q
 
   def rephrases_before(self, i: int):
     """(rephrases of record i the unedited model gets right, their number)."""

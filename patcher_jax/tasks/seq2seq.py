@@ -320,10 +320,14 @@ class Seq2SeqRuntime:
               self.gold_stream.take(idxs))
     return self._correct(bank, records, drafts, texts=True)[1]
 
-  def memory_rows(self, i: int) -> np.ndarray:
-    mask = np.asarray(self.stream_qa["decoder_attention_mask"][i], bool).copy()
-    mask[0] = False
-    return self.q_stream[i][mask]
+  def memory_rows(self, i: int, copies: int = 0) -> np.ndarray:
+    """The queries an edit adds to memory: its teacher-forced decoder
+    positions but the first, as the memory set's. With `copies`, the
+    reference's rows: every position of its `copies` training copies,
+    flattened, then [1:-1] (so position 0 of copies 1.. is in)."""
+    mask = np.asarray(self.stream_qa["decoder_attention_mask"][i], bool)
+    rows = self.q_stream[i][mask]
+    return np.tile(rows, (copies, 1))[1:-1] if copies else rows[1:]
 
   def split_correct(self, bank, split: str,
                     limit: int | None = None) -> np.ndarray:
