@@ -44,7 +44,7 @@ from patcher_jax import editor
 from patcher_jax import losses
 from patcher_jax import memory as memory_lib
 from patcher_jax import stream
-from patcher_jax import tasks
+from patcher_jax import configs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("part", "stream", ["stream", "memory", "throughput"],
@@ -87,7 +87,7 @@ def run_stream(rt):
       return out
     return wrapper
 
-  config = tasks.edit_config(FLAGS.task)
+  config = configs.get(FLAGS.task)
   n_cap = common.neuron_cap(rt, "fast")
   scfg = stream.StreamConfig(num_edits=FLAGS.num_edits, seed=FLAGS.seed,
                              checkpoint_every=FLAGS.checkpoint_every,
@@ -219,7 +219,7 @@ def run_memory(rt):
   """Step cost of one edit as the memory set grows; the memory loss alone,
   computed the current way (top rows) and the dense way (before)."""
 
-  config = tasks.edit_config(FLAGS.task)
+  config = configs.get(FLAGS.task)
   forced = common.forced(config)
   empty = pj.init_bank(8, rt.dim)
   # a probe with as many neurons as the task allows (zsRE: up to the cap)
@@ -272,7 +272,7 @@ def run_memory(rt):
 
 def run_throughput(rt):
   """Edits per second of stream.run with n folds in lock step."""
-  config = tasks.edit_config(FLAGS.task)
+  config = configs.get(FLAGS.task)
   out = []
   for folds in [int(f) for f in FLAGS.folds.split(",")]:
     scfg = stream.StreamConfig(num_edits=FLAGS.num_edits, num_folds=folds,

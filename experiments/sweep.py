@@ -44,7 +44,7 @@ def parse_setting(text: str, config):
 
 def main(argv):
   del argv
-  from patcher_jax import metrics, stream, tasks  # pylint: disable=g-import-not-at-top
+  from patcher_jax import configs, metrics, stream, tasks  # pylint: disable=g-import-not-at-top
   from patcher_jax.data import load_benchmark  # pylint: disable=g-import-not-at-top
   from patcher_jax.models import base_cache  # pylint: disable=g-import-not-at-top
   bench = load_benchmark(FLAGS.task)
@@ -55,12 +55,12 @@ def main(argv):
                                 train_sub_size=FLAGS.train_sub_size)
   rows = []
   for text in FLAGS.settings.split(";"):
-    config = parse_setting(text, tasks.edit_config(FLAGS.task, FLAGS.mode))
+    config = parse_setting(text, configs.get(FLAGS.task, FLAGS.mode))
     out = stream.run(runtime, config,
                      stream.StreamConfig(
                          num_edits=FLAGS.num_edits, seed=FLAGS.seed,
                          checkpoint_every=0,
-                         max_neurons=tasks.MAX_NEURONS[FLAGS.mode]),
+                         **configs.stream_settings(FLAGS.task, FLAGS.mode)),
                      log=lambda *_: None)
     summary = metrics.summarize(out["records"], out["folds"])
     times = [r["edit_time_s"] for r in out["records"][2:]]  # after compiles

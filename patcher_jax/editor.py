@@ -20,6 +20,7 @@ from typing import NamedTuple, Optional
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from patcher_jax import losses
@@ -33,18 +34,24 @@ from patcher_jax.tail import Tail
 
 
 class EditConfig(NamedTuple):
-  """Static settings of one edit (hashable: a jit static argument)."""
+  """Static settings of one edit (hashable: a jit static argument).
+
+  The defaults are fast mode; `patcher_jax.configs` holds the parity mode
+  and each task's settings (`configs.get(task, mode)`).
+  """
   copies: int = 1                 # B: copies of the edit per step
   noise: bool = False             # draw copies from the noisy query pool and
                                   # apply the tail's dropouts while training
-  max_steps: int = 2000
+  max_steps: int = 1000
   stop_rule: str = "margins"      # "margins" | "val_plateau" | "success"
                                   # | "steps" (never early: run max_steps)
   check_every: int = 1
   check_start: int = 0            # first step index (0-based) that may stop
   stop_tolerance: float = 1e-3
   lr: float = 0.01
-  weight_decay: float = 0.01      # coupled L2, as torch Adam's weight_decay
+  weight_decay: float = 0.0       # coupled L2, as torch Adam's weight_decay
+                                  # (fast: none, a full-size value init
+                                  # can stall under the pull)
   clip_norm: float = 5.0
   plateau_factor: float = 0.5
   plateau_patience: int = 1
@@ -57,46 +64,13 @@ class EditConfig(NamedTuple):
   mem_k2: int = 125               # top-1000 over 8 duplicates == top-125
   gamma: float = 3.0              # l_m1 margin
   beta: float = -3.0              # l_m2 margin
-  value_init: str = "reference"   # see patch.init_neurons
+  value_init: str = "direction"   # see patch.init_neurons
   amplifier: float = 10.0
   keep_failed: bool = False       # merge a failed edit's neurons anyway
   edit_margin: float = 0.0        # "margins" rule: the fix must hold by this
                                   # much (logit / logit-lead), not just flip
   margin_patience: int = 30       # ... or stop this many steps after all
                                   # else holds (in-step checks only)
-
-
-# The reference's memory-loss weight per task (its main.py overrides the
-# command line: 5 for FEVER, 10 for zsRE).
-REFERENCE_MEM_WEIGHT = {"fever": 5.0, "zsre": 10.0}
-
-
-def parity_config(task: str, **overrides) -> EditConfig:
-  """The reference's settings of a task (ALGORITHM.md section 3).
-
-  Example:
-    >>> parity_config("zsre").mem_weight
-    10.0
-  """
-  if task not in REFERENCE_MEM_WEIGHT:
-    raise ValueError(f"unknown task {task!r}: one of "
-                     f"{sorted(REFERENCE_MEM_WEIGHT)}")
-  base = EditConfig(copies=8, noise=True, max_steps=2000,
-                    stop_rule="val_plateau", check_every=25, check_start=100,
-                    value_init="reference", keep_failed=True,
-                    mem_weight=REFERENCE_MEM_WEIGHT[task])
-  return base._replace(**overrides)
-
-
-def fast_config(**overrides) -> EditConfig:
-  """Stop at the first step where the edit and the margins hold."""
-  # No weight decay: with the value starting at full size (amplifier 1) the
-  # coupled L2 pull can stall an edit that needs a large value.
-  base = EditConfig(copies=1, noise=False, max_steps=1000,
-                    stop_rule="margins", check_every=1, check_start=0,
-                    value_init="direction", keep_failed=False,
-                    edit_margin=0.0, weight_decay=0.0)
-  return base._replace(**overrides)
 
 
 class EditTask(NamedTuple):
@@ -206,6 +180,22 @@ def make_edit_task(tail: Tail, bank: PatchBank, queries, targets, target_mask,
       noisy_base_delta=patch_lib.bank_output(bank, noisy_queries, tail.act),
       targets=targets, target_mask=target_mask,
       neuron_pos=pos, neuron_mask=neuron_mask)
+
+
+def fit_slots(task: EditTask) -> Optional[EditTask]:
+  """`task` with its neuron slots cut to a power of two >= the neurons it
+  uses (None if it uses none). The cut slots are masked: they change no
+  loss, gradient or output, only the work of every step.
+
+  Example:
+    task = fit_slots(make_edit_task(tail, bank, q, y, m, max_neurons=8))
+  """
+  used = int(np.asarray(task.neuron_mask).sum())   # a prefix mask
+  if not used:
+    return None
+  slots = min(task.neuron_mask.shape[-1], 1 << (used - 1).bit_length())
+  return task._replace(neuron_pos=task.neuron_pos[..., :slots],
+                       neuron_mask=task.neuron_mask[..., :slots])
 
 
 def task_width(num_positions: int, total: int, floor: int = 4) -> int:
@@ -505,7 +495,7 @@ def edit(tail: Tail, bank: PatchBank, task: EditTask, memory: Memory,
     val_memory: val memory for the parity stop rule (may equal `memory`).
     rng: PRNG key.
     edit_id: int id recorded in the bank for the new neurons.
-    config: static settings (`parity_config(task)` / `fast_config()`).
+    config: static settings (`configs.get(task, mode)`).
     full: run the whole model at every step instead of the cached tail (the
       reference's cost; for benchmarks and equivalence tests).
     num_steps: optional traced cap on the steps (at most `config.max_steps`);

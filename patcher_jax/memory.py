@@ -110,7 +110,7 @@ def top_pre_activations(memory: Memory, keys, biases, k: int):
   read of the buffer). Exact for any loss that sees h only through each
   neuron's top-k values, as the memory loss does (`losses.memory_loss_top`).
   The mask is False where fewer than k rows are valid. The pass reads the
-  whole buffer: keep preallocated buffers tight (see stream.init_state).
+  whole buffer: keep preallocated buffers tight (see stream.init_fold_state).
   """
   k = min(k, memory.queries.shape[0])
   keys_sg, biases_sg = jax.lax.stop_gradient((keys, biases))

@@ -37,7 +37,8 @@ def plot_curves(points: Sequence[Dict], path: str, title: str = "") -> None:
                            gridspec_kw={"height_ratios": (3, 2)})
   for ax, (ylabel, names) in zip(axes, PANELS):
     for name in names:
-      values = [p.get(name, float("nan")) for p in points]
+      values = [p.get(name) for p in points]   # GR: None without rephrases
+      values = [float("nan") if v is None else v for v in values]
       style, marker, size, hollow = STYLES[name]
       line, = ax.plot(edits, values, linestyle=style, marker=marker,
                       markersize=size, label=name, linewidth=1.4)

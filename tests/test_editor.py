@@ -71,7 +71,7 @@ def test_patch_step_with_donated_state(tiny_bert):
 def test_edit_fixes_bert_mistake(tiny_bert, mode):
   t = tiny_bert
   tail, q, targets, mask, memory, labels = _bert_setup(t)
-  config = (pj.fast_config() if mode == "fast" else pj.parity_config("fever"))
+  config = (pj.fast_config() if mode == "fast" else pj.parity_config())
   bank = pj.init_bank(8, 32)
   noisy = None
   if config.noise:
@@ -99,7 +99,7 @@ def test_edit_fixes_bart_mistake(tiny_bart, mode):
   tail = bart.make_tail(t.config, t.params)
   memory = pj.init_memory(q[1:].reshape(-1, 32), 64)
   config = (pj.fast_config(mem_weight=10.0) if mode == "fast"
-            else pj.parity_config("zsre"))
+            else pj.parity_config(mem_weight=10.0))
   bank = pj.init_bank(8, 32)
   noisy = None
   if config.noise:
@@ -257,7 +257,14 @@ def test_cropped_and_padded_tasks_give_the_same_edit(tiny_bart):
   slim_padded = editor.pad_positions(slim, 8, num_neurons=7)
   chex.assert_shape([slim_padded.neuron_pos, slim_padded.neuron_mask], (7,))
   assert not bool(slim_padded.neuron_mask[4:].any())
-  tasks = (full, cropped, padded, slim, slim_padded)
+  # slots cut to the neurons in use (a power of two), or no task at all
+  fitted = editor.fit_slots(full)
+  used = int(full.neuron_mask.sum())
+  assert fitted.neuron_mask.shape[0] == 1 << (used - 1).bit_length() < 5
+  assert bool(fitted.neuron_mask[:used].all())
+  assert editor.fit_slots(full._replace(
+      neuron_mask=jnp.zeros_like(full.neuron_mask))) is None
+  tasks = (full, cropped, padded, slim, slim_padded, fitted)
   results = [pj.edit(tail, bank, task, memory, memory, jax.random.PRNGKey(0),
                      0, config=config) for task in tasks]
   assert bool(results[0][1].success)

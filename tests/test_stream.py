@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import patcher_jax as pj
+from patcher_jax import configs
 from patcher_jax import metrics, stream
 
 
@@ -200,7 +201,7 @@ def test_parity_memory_gets_8_copies_of_each_edit(runtime):
   8 identical rows per edit, in the train and the val memory."""
   cfg = stream.StreamConfig(num_edits=2, seed=0, checkpoint_every=0,
                             noise_samples=16, reference_memory=True)
-  out = stream.run(runtime, pj.parity_config("fever", max_steps=25), cfg,
+  out = stream.run(runtime, configs.get("fever", "parity", max_steps=25), cfg,
                    log=lambda *_: None)   # rows join whether or not it held
   idxs = [r["stream_index"] for r in out["records"]]
   assert len(idxs) == 2

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import patcher_jax as pj
+from patcher_jax import configs
 from patcher_jax import editor
 from patcher_jax.adapters import bert
 
@@ -53,7 +54,7 @@ def _noisy_task(t, pool=64):
 
 def test_parity_noise_is_fresh_at_every_step(tiny_bert):
   tail, task = _noisy_task(tiny_bert)
-  config = pj.parity_config("fever")
+  config = configs.get("fever", "parity")
   neurons = editor.initial_neurons(tail, task, jax.random.PRNGKey(0), config)
   state = pj.init_state(neurons, jax.random.PRNGKey(1), config)
   seen, losses = [], []

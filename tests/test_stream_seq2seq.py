@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import patcher_jax as pj
+from patcher_jax import configs
 from patcher_jax import stream
 from helpers import tiny
 
@@ -91,7 +92,7 @@ def test_parity_memory_gets_the_references_rows(runtime):
   and keeps [1:-1]: position 0 of copies 1-7 is in, 8 L - 2 rows."""
   cfg = stream.StreamConfig(num_edits=1, seed=0, checkpoint_every=0,
                             noise_samples=8, reference_memory=True)
-  out = stream.run(runtime, pj.parity_config("zsre", max_steps=25), cfg,
+  out = stream.run(runtime, configs.get("zsre", "parity", max_steps=25), cfg,
                    log=lambda *_: None)   # rows join whether or not it held
   i = out["records"][0]["stream_index"]
   mask = np.asarray(runtime.stream_qa["decoder_attention_mask"][i], bool)

@@ -3,37 +3,30 @@ and the checks a sequential-editing stream asks for.
 
 Both runtimes answer the same calls (duck-typed): `mistakes(bank, idxs)`,
 `edit_task(bank, i, rng, noise_samples, max_neurons)`, `after_edit(bank, i)`,
-`memory_rows(i)`, `accuracy(bank, split)`, `split_correct(bank, split)`,
-`stream_accuracy(bank, idxs)`, `rephrases_before(i)` (the unedited model on
-record i's rephrases), `target(i)`, `answers(bank, idxs)` (answer strings),
-plus `tail`, `dim`, `max_neurons`, `memory0`, `val_memory0`.
+`memory_rows(i, copies)`, `accuracy(bank, split)`,
+`split_correct(bank, split)`, `stream_accuracy(bank, idxs)`,
+`rephrases_before(i)` (the unedited model on record i's rephrases),
+`target(i)`, `answers(bank, idxs)` (answer strings), plus `tail`, `dim`,
+`max_neurons`, `memory0`, `val_memory0`; for requests that arrive one by one
+(the Editor): `add_to_stream(records)` and `predict(bank, texts)`.
 """
 import os
 
 import numpy as np
 
-# Neurons per edit at most (one per wrong answer token): the reference keeps
-# the first 5; fast mode covers every wrong token of the answers here.
-MAX_NEURONS = {"parity": 5, "fast": 16}
+from patcher_jax import configs
 
-
-# Fast-mode zsRE edits hold their fix by a logit lead of 4: on the first 100
-# edits GR rose 0.684 -> 0.718 -> 0.764 for leads 0 / 2 / 4 at the same SR,
-# locality and edit time; a lead of 8 often cannot be reached (the head
-# sits behind a LayerNorm) and runs into the step cap.
-_ZSRE_FAST_EDIT_MARGIN = 4.0
+# Deprecated: configs.stream_settings(task, mode)["max_neurons"] (read from
+# there, so it is not a second source).
+MAX_NEURONS = {mode: s["max_neurons"] for mode, s in configs.STREAM.items()}
 
 
 def edit_config(task: str, mode: str = "fast", **overrides):
-  """The edit settings of a task: the mode's, with the reference's memory
-  weight for the task (5 for FEVER, 10 for zsRE)."""
-  from patcher_jax import editor  # pylint: disable=g-import-not-at-top
-  if mode == "parity":
-    return editor.parity_config(task, **overrides)
-  task_defaults = {"mem_weight": editor.REFERENCE_MEM_WEIGHT[task]}
-  if task == "zsre":
-    task_defaults["edit_margin"] = _ZSRE_FAST_EDIT_MARGIN
-  return editor.fast_config(**{**task_defaults, **overrides})
+  """Deprecated alias of `patcher_jax.configs.get`."""
+  import warnings  # pylint: disable=g-import-not-at-top
+  warnings.warn("tasks.edit_config is deprecated: use configs.get",
+                DeprecationWarning, stacklevel=2)
+  return configs.get(task, mode, **overrides)
 
 
 def build_runtime(task, bench, base, *, seed, train_sub_size, memory_size=0,

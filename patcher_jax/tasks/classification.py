@@ -34,6 +34,7 @@ class ClassificationRuntime:
     self.max_len = max_len
     self.stream = list(stream)
     reph, self.reph_offsets = common.flatten_rephrases(stream)
+    self.batch_size = batch_size
     encode = lambda texts, what: common.batched_queries(
         self._query_fn, self._tokenize, texts, batch_size, what, log)
     texts = {"q_stream": ([r.input for r in stream], "edit stream"),
@@ -52,7 +53,7 @@ class ClassificationRuntime:
     self.y_stream = np.array([fever_label(r) for r in stream], np.int32)
     self.y_train = np.array([fever_label(r) for r in train_sub], np.int32)
     self.y_test = np.array([fever_label(r) for r in test], np.int32)
-    self.dim = self.q_stream.shape[-1]
+    self.dim = model.config.hidden_size
     self._logits = jax.jit(_patched_logits)
     self._empty = patch_lib.init_bank(8, self.dim)
 
@@ -67,6 +68,40 @@ class ClassificationRuntime:
   def _query_fn(self, ids, mask):
     return _queries_jit(self.model, self.params, ids, mask)
 
+  def _encode(self, texts) -> np.ndarray:
+    """[CLS] queries [N, d] of `texts` (no caching)."""
+    if not len(texts):
+      return np.zeros((0, self.dim), np.float32)
+    return common.batched_queries(self._query_fn, self._tokenize, list(texts),
+                                  self.batch_size, log=None)
+
+  # -- requests that arrive one by one (the Editor) ---------------------------
+
+  def add_to_stream(self, records: Sequence[Record]) -> np.ndarray:
+    """Append records to the edit stream (their queries computed now, not
+    cached); returns their stream indices."""
+    records = list(records)
+    reph, offsets = common.flatten_rephrases(records)
+    start = len(self.stream)
+    self.q_stream = np.concatenate([self.q_stream.reshape(-1, self.dim),
+                                    self._encode([r.input for r in records])])
+    self.q_reph = np.concatenate([self.q_reph.reshape(-1, self.dim),
+                                  self._encode(reph)])
+    self.reph_offsets = np.concatenate([self.reph_offsets,
+                                        self.reph_offsets[-1] + offsets[1:]])
+    self.y_stream = np.concatenate([self.y_stream, np.array(
+        [fever_label(r) for r in records], np.int32)])
+    self.stream += records
+    return np.arange(start, len(self.stream))
+
+  def predict(self, bank, texts: Sequence[str]) -> list:
+    """The patched model's labels ("SUPPORTS" / "REFUTES") for `texts`."""
+    q = self._encode(texts)
+    if not len(q):
+      return []
+    logits = common.chunked(lambda x: self._logits(self.tail, bank, x), q)
+    return [FEVER_LABELS[int(v > 0)] for v in logits[:, 0]]
+
   # -- what the stream asks -------------------------------------------------
 
   def correct(self, bank, q, labels) -> np.ndarray:
@@ -75,6 +110,11 @@ class ClassificationRuntime:
       return np.zeros((0,), bool)
     logits = common.chunked(lambda x: self._logits(self.tail, bank, x), q)
     return (logits[:, 0] > 0) == (np.asarray(labels) == 1)
+
+  def base_mistakes(self) -> int:
+    """Stream records the unedited model gets wrong (what can be edited)."""
+    empty = patch_lib.init_bank(8, self.dim)
+    return int(self.mistakes(empty, np.arange(len(self.stream))).sum())
 
   def mistakes(self, bank, idxs) -> np.ndarray:
     return ~self.correct(bank, self.q_stream[idxs], self.y_stream[idxs])

@@ -6,6 +6,7 @@ normalised string), as the reference does. Generation runs the unmodified
 transformers decoder with the bank inserted by `intercept_methods`.
 """
 import functools
+import time
 from typing import Optional, Sequence
 
 import jax
@@ -23,7 +24,7 @@ from patcher_jax.tasks import common
 
 CHECK_BATCH = 8    # decode batch for checks and post-edit evaluation
 EVAL_BATCH = 64    # decode batch for retention metrics
-MAX_REPHRASES = 5  # rephrases per edit for GR (the reference samples <= 5)
+REPHRASES = 5      # rephrases checked per edit (the reference's return_view)
 
 
 @functools.lru_cache(maxsize=8)
@@ -62,21 +63,35 @@ class Seq2SeqRuntime:
         test)
     self._generate = patched_generate_fn(model, max_new_tokens)
     self._max_new_tokens = max_new_tokens
+    self.max_new_tokens = max_new_tokens
     self.batch_size = batch_size
-    qa = lambda recs: qa_format.encode_qa(
-        tokenizer, [r.input for r in recs], [r.answers[0] for r in recs],
-        max_src_len, max_tgt_len)
+    qa = self._encode_qa
     self.stream_qa = qa(stream)
     splits = {"stream": self.stream, "train": self.train_sub,
               "test": self.test}
 
     def compute():
-      arrays = {"q_stream": self._teacher_forced(self.stream_qa, batch_size),
-                "memory0": self._memory_rows_of(qa(memory), batch_size),
-                "val_memory0": self._memory_rows_of(qa(val), batch_size)}
+      parts = [
+          ("q_stream", f"stream queries ({len(stream)})",
+           lambda: self._teacher_forced(self.stream_qa, batch_size)),
+          ("memory0", f"memory queries ({len(memory)} questions)",
+           lambda: self._memory_rows_of(qa(memory), batch_size)),
+          ("val_memory0", f"val-memory queries ({len(val)} questions)",
+           lambda: self._memory_rows_of(qa(val), batch_size))]
       for name, recs in splits.items():
-        d = self._base_drafts(recs)
-        arrays.update({f"base_{name}_{f}": a for f, a in d._asdict().items()})
+        parts.append((name, f"base answers and drafts, {name} ({len(recs)})",
+                      functools.partial(self._base_drafts, recs)))
+      arrays = {}
+      for k, (name, what, fn) in enumerate(parts):
+        t0 = time.perf_counter()
+        out = fn()
+        if isinstance(out, drafts_lib.Drafts):
+          arrays.update({f"base_{name}_{f}": a
+                         for f, a in out._asdict().items()})
+        else:
+          arrays[name] = out
+        log(f"  caching {k + 1}/{len(parts)}: {what} in "
+            f"{time.perf_counter() - t0:.0f} s")
       return arrays
 
     key = common.records_key("seq2seq", max_src_len, max_tgt_len,
@@ -85,7 +100,7 @@ class Seq2SeqRuntime:
     arrays = common.load_or_compute(cache_dir, key, compute, log)
     self.q_stream = arrays["q_stream"]
     self.memory0, self.val_memory0 = arrays["memory0"], arrays["val_memory0"]
-    self.dim = self.q_stream.shape[-1]
+    self.dim = model.config.d_model
     # Drafts that most answers of the patched model reproduce: the gold
     # answers of the stream, and the unedited model's own outputs.
     self.gold_stream = self._gold_drafts(self.stream, self.stream_qa,
@@ -93,25 +108,26 @@ class Seq2SeqRuntime:
     self.base_drafts = {name: drafts_lib.Drafts(*(
         arrays[f"base_{name}_{f}"] for f in drafts_lib.Drafts._fields))
                         for name in splits}
-    # The unedited model's answers to the stream's rephrases (GR before the
-    # edits; a draft for the rephrases an edit leaves alone). Cached apart:
-    # adding them does not invalidate the queries above.
-    reph, self.reph_offsets = common.flatten_rephrases(stream, MAX_REPHRASES)
-    owners = np.repeat(np.arange(len(stream)), np.diff(self.reph_offsets))
-    reph_records = [self.stream[j]._replace(input=q)
-                    for q, j in zip(reph, owners)]
-    reph_arrays = common.load_or_compute(
-        cache_dir, common.records_key("seq2seq-rephrases", key, reph),
-        lambda: self._base_drafts(reph_records)._asdict(), log)
-    self.base_reph = drafts_lib.Drafts(*(reph_arrays[f] for f in
-                                         drafts_lib.Drafts._fields))
     self.counts = {"certified": 0, "decoded": 0}
+    self._reph_drafts = {}   # stream index -> rephrase gold drafts (prefetch)
+    self._reph_before = {}   # stream index -> rephrases the base got right
     log(f"  cached {len(stream)} stream, {len(self.memory0)} memory and "
         f"{len(self.val_memory0)} val-memory decoder queries; drafts of "
         f"{sum(len(d.correct) for d in self.base_drafts.values())} base "
         "answers")
 
   # -- cached queries --------------------------------------------------------
+
+  def _encode_qa(self, records: Sequence[Record]):
+    """Teacher-forcing arrays of records (empty arrays of the right widths
+    for no records: a tokenizer cannot encode an empty batch)."""
+    if not len(records):
+      one = qa_format.encode_qa(self.tokenizer, ["?"], ["?"],
+                                self.max_src_len, self.max_tgt_len)
+      return {k: v[:0] for k, v in one.items()}
+    return qa_format.encode_qa(
+        self.tokenizer, [r.input for r in records],
+        [r.answers[0] for r in records], self.max_src_len, self.max_tgt_len)
 
   def _teacher_forced(self, enc, batch_size) -> np.ndarray:
     """Decoder queries [N, T, d] of gold answers (teacher forcing).
@@ -160,8 +176,10 @@ class Seq2SeqRuntime:
                              np.full(mask.shape, -np.inf, np.float32),
                              np.zeros(mask.shape, np.float32))
 
-  def _base_drafts(self, records) -> drafts_lib.Drafts:
-    """The unedited model's greedy answers and their queries."""
+  def _base_drafts(self, records, questions=None) -> drafts_lib.Drafts:
+    """The unedited model's greedy answers to `questions` (default: the
+    records' inputs; answers are checked against the records') and their
+    queries."""
     t, d = self._max_new_tokens, self.model.config.d_model
     if not records:
       return drafts_lib.Drafts(np.zeros((0, t, d), np.float32),
@@ -170,7 +188,7 @@ class Seq2SeqRuntime:
                                np.zeros((0, t), np.float32),
                                np.zeros((0, t), np.float32))
     empty = patch_lib.init_bank(8, d)
-    questions = [r.input for r in records]
+    questions = questions or [r.input for r in records]
     ids = self._generate_ids(empty, questions, self.batch_size)
     eos = self.model.config.eos_token_id
     is_eos = ids == eos
@@ -243,6 +261,32 @@ class Seq2SeqRuntime:
         answers[i] = p
     return (known.astype(bool), answers) if texts else known.astype(bool)
 
+  # -- requests that arrive one by one (the Editor) ---------------------------
+
+  def add_to_stream(self, records: Sequence[Record]) -> np.ndarray:
+    """Append records to the edit stream (their queries and drafts computed
+    now, not cached); returns their stream indices."""
+    records = list(records)
+    enc = self._encode_qa(records)
+    q = self._teacher_forced(enc, self.batch_size)
+    gold = self._gold_drafts(records, enc, q)
+    base = self._base_drafts(records)
+    start = len(self.stream)
+    self.stream_qa = {k: np.concatenate([np.asarray(self.stream_qa[k]),
+                                         np.asarray(v)])
+                      for k, v in enc.items()}
+    self.q_stream = np.concatenate([self.q_stream, q])
+    concat = lambda a, b: drafts_lib.Drafts(*(np.concatenate(x)
+                                              for x in zip(a, b)))
+    self.gold_stream = concat(self.gold_stream, gold)
+    self.base_drafts["stream"] = concat(self.base_drafts["stream"], base)
+    self.stream += records
+    return np.arange(start, len(self.stream))
+
+  def predict(self, bank, texts: Sequence[str]) -> list:
+    """The patched model's greedy answers to `texts`."""
+    return self.generate(bank, list(texts), CHECK_BATCH)
+
   # -- what the stream asks --------------------------------------------------
 
   def _stream_drafts(self, idxs, edited: bool):
@@ -253,6 +297,10 @@ class Seq2SeqRuntime:
     gold, base = (self.gold_stream.take(idxs),
                   self.base_drafts["stream"].take(idxs))
     return (gold, base) if edited else (base, gold)
+
+  def base_mistakes(self) -> int:
+    """Stream records the unedited model gets wrong (what can be edited)."""
+    return int((~self.base_drafts["stream"].correct).sum())
 
   def mistakes(self, bank, idxs) -> np.ndarray:
     return ~self._correct(bank, [self.stream[i] for i in idxs],
@@ -281,33 +329,71 @@ class Seq2SeqRuntime:
         mask[:width], noisy_queries=noisy,
         # at most one neuron per position: width-4 tasks need only 4 slots
         max_neurons=min(max_neurons, width))
-    return task if bool(task.neuron_mask.any()) else None
+    # Slots for the neurons this edit needs (most need one or two): every
+    # step scans the memory once per slot, used or not.
+    return editor.fit_slots(task)
+
+  def prefetch(self, idxs) -> None:
+    """Make `after_edit(bank, idxs[0])` need (almost) no model call: if its
+    rephrases are not ready, prepare those of every record in `idxs` (the
+    next ones a stream will visit) in one batched pass: their gold drafts
+    (teacher forced) and base drafts (the unedited model's answers).
+
+    Neither depends on the bank: computing them ahead in blocks replaces
+    per-edit model calls, and with both drafts most rephrase answers of the
+    patched model are certified instead of decoded (drafts.py).
+    """
+    if not len(idxs) or int(idxs[0]) in self._reph_drafts:
+      return
+    todo = [int(i) for i in idxs if int(i) not in self._reph_drafts]
+    owners, questions = [], []
+    for i in todo:
+      reph = list(self.stream[i].rephrases)[:REPHRASES]
+      owners.extend([i] * len(reph))
+      questions.extend(reph)
+    drafts = None
+    if questions:
+      records = [self.stream[i] for i in owners]
+      answers = [r.answers[0] for r in records]
+      enc = qa_format.encode_qa(self.tokenizer, questions, answers,
+                                self.max_src_len, self.max_tgt_len)
+      drafts = (self._gold_drafts(records, enc, self._teacher_forced(
+          enc, self.batch_size)), self._base_drafts(records, questions))
+    owners = np.asarray(owners, int)
+    for i in todo:
+      rows = np.flatnonzero(owners == i)
+      self._reph_drafts[i] = (None if drafts is None else
+                              tuple(d.take(rows) for d in drafts))
 
   def after_edit(self, bank, i: int):
     """(edit correct now, rephrases correct, rephrases total)."""
     r = self.stream[i]
-    lo, hi = self.reph_offsets[i], self.reph_offsets[i + 1]
-    reph = list(r.rephrases)[:MAX_REPHRASES]
-    gold = self.gold_stream.take([i])   # cached: only the rephrases are new
-    if reph:
-      enc = qa_format.encode_qa(self.tokenizer, reph,
-                                [r.answers[0]] * len(reph),
-                                self.max_src_len, self.max_tgt_len)
-      more = self._gold_drafts([r] * len(reph), enc,
-                               self._teacher_forced(enc, CHECK_BATCH))
-      gold = drafts_lib.Drafts(*(np.concatenate(a) for a in zip(gold, more)))
-    # then the unedited answers: what a rephrase the edit missed still says
-    base = drafts_lib.Drafts(*(np.concatenate(a) for a in zip(
-        self.base_drafts["stream"].take([i]),
-        self.base_reph.take(np.arange(lo, hi)))))
+    if i not in self._reph_drafts:
+      self.prefetch([i])
+    more = self._reph_drafts.pop(i)     # used once: the cache stays small
+    # the base drafts are the unedited model's answers: GR before the edits
+    self._reph_before[i] = 0 if more is None else int(more[1].correct.sum())
+    # the edit's own drafts are cached; rows: the input, then its rephrases
+    drafts = self._stream_drafts([i], edited=True)
+    reph = list(r.rephrases)[:REPHRASES]
+    if more is not None:
+      drafts = tuple(drafts_lib.Drafts(*(np.concatenate(a) for a in zip(d, m)))
+                     for d, m in zip(drafts, more))
     questions = [r.input] + reph
-    right = self._correct(bank, [r] * len(questions), (gold, base), questions)
+    right = self._correct(bank, [r] * len(questions), drafts, questions)
     return bool(right[0]), int(right[1:].sum()), len(reph)
 
   def rephrases_before(self, i: int):
-    """(rephrases of record i the unedited model gets right, their number)."""
-    lo, hi = self.reph_offsets[i], self.reph_offsets[i + 1]
-    return int(self.base_reph.correct[lo:hi].sum()), int(hi - lo)
+    """(rephrases of record i the unedited model gets right, their number):
+    read off their base drafts (the unedited model's own answers)."""
+    n = len(list(self.stream[i].rephrases)[:REPHRASES])
+    if i not in self._reph_before:
+      if i not in self._reph_drafts:
+        self.prefetch([i])
+      more = self._reph_drafts[i]
+      self._reph_before[i] = 0 if more is None else int(
+          more[1].correct.sum())
+    return self._reph_before.pop(i), n
 
   def target(self, i: int) -> str:
     return self.stream[i].answers[0]
