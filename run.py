@@ -96,8 +96,9 @@ def write_outputs(out_dir, result, header):
   summary = summarized["summary"]
   results = dict(header)
   results.update({k: summary[k] for k in ("SR", "GR", "ER", "TrainR", "TestR")})
-  results["GR_per_edit_mean"] = summary["GR_per_edit_mean"]
-  results["edits_without_rephrases"] = summary["edits_without_rephrases"]
+  for k in ("GR_per_edit_mean", "GR_before", "TrainR_flips", "TestR_flips",
+            "edits_without_rephrases"):
+    results[k] = summary[k]
   folds = result["folds"]
   results["base"] = {"train_acc": float(np.mean([f["base_train_acc"]
                                                  for f in folds])),
@@ -289,6 +290,10 @@ def main(argv):
     print(f"GR counts only edits with rephrases; "
           f"{results['edits_without_rephrases']} of {results['edits_made']} "
           f"edited records had none")
+  flips = lambda f: f"-{f['lost']}/+{f['gained']} of {f['total']}"
+  print(f"GR before the edits {rate('GR_before')}; answers flipped "
+        f"(lost/gained): train {flips(results['TrainR_flips'])}, test "
+        f"{flips(results['TestR_flips'])}")
   print(f"GR per-edit mean {rate('GR_per_edit_mean')}; "
         f"{results['edits_made']} edits, median edit "
         f"{results['edit_time_s']['median'] * 1e3:.0f} ms, wall "

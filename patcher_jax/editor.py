@@ -440,6 +440,37 @@ def _plateau_update(p: _Plateau, lr, metric, config: EditConfig):
   return _Plateau(best, bad), lr
 
 
+def val_plateau_stop(ok, val_mem, best_val, n_ok, tolerance: float = 1e-3):
+  """The reference's stop decision at one check (ALGORITHM.md 3.9).
+
+  At a check where the edit is right (`ok`), its val-memory loss joins the
+  list; stop when it is not lower than the best earlier one by more than
+  `tolerance` (so two successful checks at least). Failed checks change
+  nothing.
+
+  Args:
+    ok: bool, the edit is right at this check (and the check counts).
+    val_mem: the memory loss on the val memory at this check.
+    best_val: the lowest val_mem of the earlier successful checks (inf).
+    n_ok: how many successful checks came before.
+    tolerance: the improvement that counts.
+
+  Returns:
+    (stop, best_val, n_ok) after this check.
+
+  Example:
+    >>> stop, best, n = val_plateau_stop(True, 2.0, jnp.inf, 0)
+    >>> bool(stop), float(best), int(n)
+    (False, 2.0, 1)
+    >>> bool(val_plateau_stop(True, 1.9995, best, n)[0])
+    True
+  """
+  ok = jnp.asarray(ok)
+  stop = ok & (n_ok > 0) & ~(val_mem < best_val - tolerance)
+  best_val = jnp.where(ok, jnp.minimum(best_val, val_mem), best_val)
+  return stop, best_val, n_ok + ok.astype(jnp.int32)
+
+
 class _Loop(NamedTuple):
   state: EditState
   plateau: _Plateau
@@ -531,9 +562,8 @@ def edit(tail: Tail, bank: PatchBank, task: EditTask, memory: Memory,
       plateau, lr = _plateau_update(plateau, lr, ev.edit, config)
       ok = _success(ev) & (step >= config.check_start)
       if config.stop_rule == "val_plateau":
-        stop = ok & (n_ok > 0) & ~(val_mem < best_val - config.stop_tolerance)
-        best_val = jnp.where(ok, jnp.minimum(best_val, val_mem), best_val)
-        n_ok = n_ok + ok.astype(jnp.int32)
+        stop, best_val, n_ok = val_plateau_stop(ok, val_mem, best_val, n_ok,
+                                                config.stop_tolerance)
       elif config.stop_rule == "steps":
         stop = jnp.zeros((), bool)
       else:

@@ -61,3 +61,28 @@ def test_deprecated_alias():
   from patcher_jax import tasks  # pylint: disable=g-import-not-at-top
   with pytest.warns(DeprecationWarning):
     assert tasks.edit_config("zsre", "parity") == configs.get("zsre", "parity")
+
+
+# ALGORITHM.md sections 3 and 9, written out (not read from the code), so a
+# drifting default fails: 8 copies with dropout, Adam lr 0.01 with coupled L2
+# 0.01, clip 5, plateau (0.5, 1, 5% rel), checks every 25 steps from step
+# 100, stop on the val-memory rule (tolerance 1e-3) within 2000 steps,
+# failed patches kept, value N(0,1) x amplifier 10, top-5 exp activation
+# loss, top-1000 memory losses (top-125 of 8 duplicates), margins +3 / -3.
+REFERENCE = dict(copies=8, noise=True, max_steps=2000, stop_rule="val_plateau",
+                 check_every=25, check_start=100, stop_tolerance=1e-3,
+                 lr=0.01, weight_decay=0.01, clip_norm=5.0,
+                 plateau_factor=0.5, plateau_patience=1,
+                 plateau_threshold=0.05, act_k=5, act_margin=0.0,
+                 act_weight=1.0, mem_k1=1000, mem_k2=125, gamma=3.0,
+                 beta=-3.0, value_init="reference", amplifier=10.0,
+                 keep_failed=True)
+
+
+@pytest.mark.parametrize("task,mem_weight", [("fever", 5.0), ("zsre", 10.0)])
+def test_parity_losses_and_optimiser_are_the_references(task, mem_weight):
+  got = configs.get(task, "parity")._asdict()
+  assert {k: got[k] for k in REFERENCE} == REFERENCE
+  assert got["mem_weight"] == mem_weight          # main.py:46 of the reference
+  stream = configs.stream_settings(task, "parity")
+  assert stream["max_neurons"] == 5 and stream["reference_memory"]

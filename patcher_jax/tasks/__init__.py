@@ -3,10 +3,12 @@ and the checks a sequential-editing stream asks for.
 
 Both runtimes answer the same calls (duck-typed): `mistakes(bank, idxs)`,
 `edit_task(bank, i, rng, noise_samples, max_neurons)`, `after_edit(bank, i)`,
-`memory_rows(i)`, `accuracy(bank, split)`, `stream_accuracy(bank, idxs)`,
-plus `tail`, `dim`, `max_neurons`, `memory0`, `val_memory0`; for requests
-that arrive one by one (the Editor): `add_to_stream(records)` and
-`predict(bank, texts)`.
+`memory_rows(i, copies)`, `accuracy(bank, split)`,
+`split_correct(bank, split)`, `stream_accuracy(bank, idxs)`,
+`rephrases_before(i)` (the unedited model on record i's rephrases),
+`target(i)`, `answers(bank, idxs)` (answer strings), plus `tail`, `dim`,
+`max_neurons`, `memory0`, `val_memory0`; for requests that arrive one by one
+(the Editor): `add_to_stream(records)` and `predict(bank, texts)`.
 """
 import os
 

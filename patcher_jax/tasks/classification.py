@@ -55,6 +55,7 @@ class ClassificationRuntime:
     self.y_test = np.array([fever_label(r) for r in test], np.int32)
     self.dim = model.config.hidden_size
     self._logits = jax.jit(_patched_logits)
+    self._empty = patch_lib.init_bank(8, self.dim)
 
   # -- model access ---------------------------------------------------------
 
@@ -145,15 +146,43 @@ class ClassificationRuntime:
     right = self.correct(bank, self.q_reph[lo:hi], labels)
     return ok, int(right.sum()), int(hi - lo)
 
-  def memory_rows(self, i: int) -> np.ndarray:
-    """The queries an edit adds to memory: its [CLS] query."""
-    return self.q_stream[i:i + 1]
+  def memory_rows(self, i: int, copies: int = 0) -> np.ndarray:
+    """The queries an edit adds to memory: its [CLS] query; with `copies`,
+    the reference's rows: the query of each of its training copies (all
+    identical: one row per copy)."""
+    q = self.q_stream[i:i + 1]
+    return np.repeat(q, copies, axis=0) if copies else q
 
-  def accuracy(self, bank, split: str, limit: int | None = None) -> float:
+  def rephrases_before(self, i: int):
+    """(rephrases of record i the unedited model gets right, their number)."""
+    lo, hi = self.reph_offsets[i], self.reph_offsets[i + 1]
+    labels = np.full(hi - lo, self.y_stream[i], np.int32)
+    right = self.correct(self._empty, self.q_reph[lo:hi], labels)
+    return int(right.sum()), int(hi - lo)
+
+  def target(self, i: int) -> str:
+    return FEVER_LABELS[self.y_stream[i]]
+
+  def answers(self, bank, idxs) -> list:
+    """The patched model's labels ("SUPPORTS" / "REFUTES") of records idxs."""
+    idxs = np.asarray(idxs, int)
+    if not len(idxs):
+      return []
+    logits = common.chunked(lambda x: self._logits(self.tail, bank, x),
+                            self.q_stream[idxs])
+    return [FEVER_LABELS[int(v > 0)] for v in logits[:, 0]]
+
+  def split_correct(self, bank, split: str,
+                    limit: int | None = None) -> np.ndarray:
+    """[N] bool: the patched model is right on a split ("train": the TrainR
+    subset, "test")."""
     q, y = {"train": (self.q_train, self.y_train),
             "test": (self.q_test, self.y_test)}[split]
-    q, y = q[:limit], y[:limit]
-    return float(np.mean(self.correct(bank, q, y))) if len(y) else float("nan")
+    return self.correct(bank, q[:limit], y[:limit])
+
+  def accuracy(self, bank, split: str, limit: int | None = None) -> float:
+    right = self.split_correct(bank, split, limit)
+    return float(np.mean(right)) if len(right) else float("nan")
 
   def stream_accuracy(self, bank, idxs) -> float:
     if not len(idxs):

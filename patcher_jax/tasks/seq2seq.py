@@ -110,6 +110,7 @@ class Seq2SeqRuntime:
                         for name in splits}
     self.counts = {"certified": 0, "decoded": 0}
     self._reph_drafts = {}   # stream index -> rephrase gold drafts (prefetch)
+    self._reph_before = {}   # stream index -> rephrases the base got right
     log(f"  cached {len(stream)} stream, {len(self.memory0)} memory and "
         f"{len(self.val_memory0)} val-memory decoder queries; drafts of "
         f"{sum(len(d.correct) for d in self.base_drafts.values())} base "
@@ -229,17 +230,26 @@ class Seq2SeqRuntime:
     return out
 
   def _correct(self, bank, records: Sequence[Record], drafts=(),
-               questions=None, batch=CHECK_BATCH) -> np.ndarray:
+               questions=None, batch=CHECK_BATCH, texts: bool = False):
     """Exact match of the patched model's greedy answers: read off the first
-    draft that certainly holds (drafts.py), decoded for real otherwise."""
+    draft that certainly holds (drafts.py), decoded for real otherwise.
+
+    Returns [N] bool, or ([N] bool, the N answer strings) with `texts`.
+    """
     questions = questions or [r.input for r in records]
     known = np.full(len(records), -1, np.int8)
+    answers = [None] * len(records)
     for d in drafts:
       todo = np.flatnonzero(known < 0)
       if not len(todo):
         break
       known[todo] = drafts_lib.check(self.tail, bank, d.take(todo),
                                      self._max_new_tokens, self._head_norm)
+      if texts:
+        held = todo[known[todo] >= 0]
+        for j, t in zip(held, qa_format.decode_ids(self.tokenizer, np.where(
+            d.mask[held], d.tokens[held], 0))):
+          answers[j] = t
     todo = np.flatnonzero(known < 0)
     self.counts["certified"] += len(records) - len(todo)
     self.counts["decoded"] += len(todo)
@@ -247,7 +257,9 @@ class Seq2SeqRuntime:
       preds = self.generate(bank, [questions[i] for i in todo], batch)
       known[todo] = [qa_format.exact_match(p, records[i].answers)
                      for p, i in zip(preds, todo)]
-    return known.astype(bool)
+      for i, p in zip(todo, preds):
+        answers[i] = p
+    return (known.astype(bool), answers) if texts else known.astype(bool)
 
   # -- requests that arrive one by one (the Editor) ---------------------------
 
@@ -354,10 +366,13 @@ class Seq2SeqRuntime:
                               tuple(d.take(rows) for d in drafts))
 
   def after_edit(self, bank, i: int):
+    """(edit correct now, rephrases correct, rephrases total)."""
     r = self.stream[i]
     if i not in self._reph_drafts:
       self.prefetch([i])
     more = self._reph_drafts.pop(i)     # used once: the cache stays small
+    # the base drafts are the unedited model's answers: GR before the edits
+    self._reph_before[i] = 0 if more is None else int(more[1].correct.sum())
     # the edit's own drafts are cached; rows: the input, then its rephrases
     drafts = self._stream_drafts([i], edited=True)
     reph = list(r.rephrases)[:REPHRASES]
@@ -368,18 +383,51 @@ class Seq2SeqRuntime:
     right = self._correct(bank, [r] * len(questions), drafts, questions)
     return bool(right[0]), int(right[1:].sum()), len(reph)
 
-  def memory_rows(self, i: int) -> np.ndarray:
-    mask = np.asarray(self.stream_qa["decoder_attention_mask"][i], bool).copy()
-    mask[0] = False
-    return self.q_stream[i][mask]
+  def rephrases_before(self, i: int):
+    """(rephrases of record i the unedited model gets right, their number):
+    read off their base drafts (the unedited model's own answers)."""
+    n = len(list(self.stream[i].rephrases)[:REPHRASES])
+    if i not in self._reph_before:
+      if i not in self._reph_drafts:
+        self.prefetch([i])
+      more = self._reph_drafts[i]
+      self._reph_before[i] = 0 if more is None else int(
+          more[1].correct.sum())
+    return self._reph_before.pop(i), n
 
-  def accuracy(self, bank, split: str, limit: int | None = None) -> float:
+  def target(self, i: int) -> str:
+    return self.stream[i].answers[0]
+
+  def answers(self, bank, idxs) -> list:
+    """The patched model's answers (strings) to stream records `idxs`."""
+    idxs = np.asarray(idxs, int)
+    records = [self.stream[i] for i in idxs]
+    drafts = (self.base_drafts["stream"].take(idxs),
+              self.gold_stream.take(idxs))
+    return self._correct(bank, records, drafts, texts=True)[1]
+
+  def memory_rows(self, i: int, copies: int = 0) -> np.ndarray:
+    """The queries an edit adds to memory: its teacher-forced decoder
+    positions but the first, as the memory set's. With `copies`, the
+    reference's rows: every position of its `copies` training copies,
+    flattened, then [1:-1] (so position 0 of copies 1.. is in)."""
+    mask = np.asarray(self.stream_qa["decoder_attention_mask"][i], bool)
+    rows = self.q_stream[i][mask]
+    return np.tile(rows, (copies, 1))[1:-1] if copies else rows[1:]
+
+  def split_correct(self, bank, split: str,
+                    limit: int | None = None) -> np.ndarray:
+    """[N] bool: the patched model's answers to a split ("train": the TrainR
+    subset, "test") are right."""
     records = {"train": self.train_sub, "test": self.test}[split][:limit]
     if not records:
-      return float("nan")
+      return np.zeros(0, bool)
     drafts = self.base_drafts[split].take(np.arange(len(records)))
-    return float(np.mean(self._correct(bank, records, (drafts,),
-                                       batch=EVAL_BATCH)))
+    return self._correct(bank, records, (drafts,), batch=EVAL_BATCH)
+
+  def accuracy(self, bank, split: str, limit: int | None = None) -> float:
+    right = self.split_correct(bank, split, limit)
+    return float(np.mean(right)) if len(right) else float("nan")
 
   def stream_accuracy(self, bank, idxs) -> float:
     if not len(idxs):

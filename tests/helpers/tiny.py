@@ -21,8 +21,14 @@ def classification_runtime(num_stream: int = 60):
                                batch_size=32, log=None)
 
 
-def seq2seq_runtime(num_stream: int = 30):
-  """A tiny random BART (width 32, 1+2 layers) over the tiny zsRE data."""
+def seq2seq_runtime(num_stream: int = 30, eos_bias: float = 0.0):
+  """A tiny random BART (width 32, 1+2 layers) over the tiny zsRE data.
+
+  `eos_bias` is added to the eos logit: 0.2 makes every greedy answer stop
+  at once (empty answer, drafts that are just eos); the random model never
+  stops within 12 tokens otherwise.
+  """
+  import numpy as np
   from transformers import BartConfig, FlaxBartForConditionalGeneration
   from patcher_jax.data import load_benchmark
   from patcher_jax.models import minilm
@@ -36,10 +42,15 @@ def seq2seq_runtime(num_stream: int = 30):
       decoder_start_token_id=102, forced_bos_token_id=None,
       scale_embedding=False)
   model = FlaxBartForConditionalGeneration(config, seed=0)
+  params = model.params
+  if eos_bias:
+    bias = np.array(params["final_logits_bias"])
+    bias[:, config.eos_token_id] += eos_bias
+    params = {**params, "final_logits_bias": bias}
   bench = load_benchmark("zsre", scale="tiny")
   train = list(bench.train)
   return Seq2SeqRuntime(
-      model, model.params, tok, bench.edit[:num_stream], train[:16],
+      model, params, tok, bench.edit[:num_stream], train[:16],
       bench.test[:16], train[16:60], bench.val[:10], max_tgt_len=12,
       max_new_tokens=12, batch_size=16, log=lambda *_: None)
 
