@@ -159,6 +159,7 @@ class LMFactsRuntime:
     self.val_memory0 = qmap(arrays["val_memory0"])
     self.base = {k: self._base_drafts(k) for k in splits}
     self.counts = {"certified": 0, "settled": 0, "decoded": 0}
+    self._reph_before = {}   # stream index -> rephrases right before edits
     if log:
       acc = {k: float(np.mean(d.correct)) if len(d.correct) else float("nan")
              for k, d in self.base.items()}
@@ -272,24 +273,66 @@ class LMFactsRuntime:
     reph = list(r.rephrases)[:5]
     ok = self._correct(bank, self.q_stream, self.enc["stream"], [i])[0]
     if not reph:
+      self._reph_before[i] = 0
       return bool(ok), 0, 0
     enc = encode(self.tokenizer, reph, [r.answers[0]] * len(reph),
                  self.max_answer_tokens)
     q = np.asarray(self.query_map(self._queries(enc, batch_size=8)))
     right = self._correct(bank, q, enc, np.arange(len(reph)))
+    # the same rephrases with the unedited model (GR before the edits)
+    empty = patch_lib.init_bank(8, self.dim)
+    self._reph_before[i] = int(self._correct(empty, q, enc,
+                                             np.arange(len(reph))).sum())
     return bool(ok), int(right.sum()), len(reph)
 
-  def memory_rows(self, i: int) -> np.ndarray:
-    return self.q_stream[i][self.enc["stream"]["ans_mask"][i]]
+  def rephrases_before(self, i: int):
+    """(rephrases of record i the unedited model gets right, their number);
+    known once `after_edit(bank, i)` ran."""
+    n = len(list(self.stream[i].rephrases)[:5])
+    if i not in self._reph_before:
+      self.after_edit(patch_lib.init_bank(8, self.dim), i)
+    return self._reph_before.pop(i), n
 
-  def accuracy(self, bank, split: str, limit: Optional[int] = None) -> float:
+  def target(self, i: int) -> str:
+    return self.stream[i].answers[0]
+
+  def answers(self, bank, idxs) -> list:
+    """The patched model's answers to stream records idxs: the target when
+    it is generated, else the unedited continuation when that certainly
+    holds, else "<other>" (no decoding)."""
+    idxs = np.asarray(idxs, int)
+    right = self._correct(bank, self.q_stream, self.enc["stream"], idxs)
+    base = self.base["stream"].take(idxs)
+    held = drafts_lib.check(self.tail, bank, base, self.max_answer_tokens,
+                            self._head_norm)
+    out = []
+    for j, i in enumerate(idxs):
+      if right[j]:
+        out.append(self.target(int(i)))
+      elif held[j] >= 0:
+        out.append(self.tokenizer.decode(
+            base.tokens[j][base.mask[j]].tolist()).strip())
+      else:
+        out.append("<other>")
+    return out
+
+  def memory_rows(self, i: int, copies: int = 0) -> np.ndarray:
+    """The edit's answer-position queries (`copies`: the reference's
+    flattened copies [1:-1], for parity mode)."""
+    rows = self.q_stream[i][self.enc["stream"]["ans_mask"][i]]
+    return np.tile(rows, (copies, 1))[1:-1] if copies else rows
+
+  def split_correct(self, bank, split: str,
+                    limit: Optional[int] = None) -> np.ndarray:
+    """[N] bool: the patched model is right on a split ("train", "test")."""
     n = len(self.train_sub if split == "train" else self.test)
     n = min(n, limit) if limit else n
-    if not n:
-      return float("nan")
-    return float(np.mean(self._correct(bank, self.queries[split],
-                                       self.enc[split], np.arange(n),
-                                       self.base[split])))
+    return self._correct(bank, self.queries[split], self.enc[split],
+                         np.arange(n), self.base[split])
+
+  def accuracy(self, bank, split: str, limit: Optional[int] = None) -> float:
+    right = self.split_correct(bank, split, limit)
+    return float(np.mean(right)) if len(right) else float("nan")
 
   def stream_accuracy(self, bank, idxs) -> float:
     if not len(idxs):
