@@ -123,12 +123,17 @@ def leads(tail: Tail, queries: np.ndarray, tokens: np.ndarray,
   return np.where(mask, lead, -np.inf), spread
 
 
+WIDTH_STEP = 4   # draft widths are multiples: most answers are 3-5 tokens
+
+
 def _chunks(lengths, rows, chunk, max_width):
-  """Rows by length in chunks, each with its width (longest, to 8)."""
+  """Rows by length in chunks, each with its width (longest, rounded up to
+  WIDTH_STEP: the head runs on few padding positions, in few shapes)."""
   rows = rows[np.argsort(lengths[rows], kind="stable")]
   for start in range(0, len(rows), chunk):
     part = rows[start:start + chunk]
-    yield part, min(max_width, -(-max(int(lengths[part].max()), 1) // 8) * 8)
+    longest = max(int(lengths[part].max()), 1)
+    yield part, min(max_width, -(-longest // WIDTH_STEP) * WIDTH_STEP)
 
 
 def _padder(rows, width, size):

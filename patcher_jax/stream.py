@@ -344,8 +344,9 @@ def _record_round(ctx: _Run, state: FoldState, prog: Progress, picks, stats,
     bank = _unstack(state.bank, slot)
     ok, r_ok, r_n = ctx.runtime.after_edit(bank, idx)
     # the bank before this edit: the same without this edit's neurons
+    edit_id = prog.edits[slot]
     described = _describe(ctx.runtime,
-                          patch_lib.drop_edit(bank, prog.edits[slot]), bank,
+                          lambda: patch_lib.drop_edit(bank, edit_id), bank,
                           idx)
     st = jax.tree.map(lambda a: a[slot].item(), stats)
     rec = {
@@ -524,12 +525,17 @@ def _room_for(memory: Memory, extra: int) -> Memory:
   return memory_lib.grow(memory, _memory_capacity(size + extra + cap // 4))
 
 
-def _describe(runtime, bank_before, bank_after, idx: int) -> Dict[str, Any]:
+def _describe(runtime, bank_before: Callable[[], PatchBank],
+              bank_after: PatchBank, idx: int) -> Dict[str, Any]:
   """What an edit did to its record, for edits.jsonl: the input, the target,
   the model's answer right before and after the edit, and how many of the
   record's rephrases the unedited model got right (for GR_before)."""
-  before, = runtime.answers(bank_before, [idx])
-  after, = runtime.answers(bank_after, [idx])
+  # answers the runtime already saw in its checks, if it keeps them
+  seen = getattr(runtime, "edit_answers", lambda i: (None, None))(idx)
+  before = seen[0] if seen[0] is not None else runtime.answers(
+      bank_before(), [idx])[0]
+  after = seen[1] if seen[1] is not None else runtime.answers(
+      bank_after, [idx])[0]
   return {"input": runtime.stream[idx].input, "target": runtime.target(idx),
           "answer_before": before, "answer_after": after,
           "rephrase_correct_before": runtime.rephrases_before(idx)[0]}

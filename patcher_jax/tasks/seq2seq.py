@@ -110,6 +110,7 @@ class Seq2SeqRuntime:
                         for name in splits}
     self.counts = {"certified": 0, "decoded": 0}
     self._reph_drafts = {}   # stream index -> rephrase gold drafts (prefetch)
+    self._checked, self._answered = {}, {}   # answers seen (edit_answers)
     self._reph_before = {}   # stream index -> rephrases the base got right
     log(f"  cached {len(stream)} stream, {len(self.memory0)} memory and "
         f"{len(self.val_memory0)} val-memory decoder queries; drafts of "
@@ -303,8 +304,12 @@ class Seq2SeqRuntime:
     return int((~self.base_drafts["stream"].correct).sum())
 
   def mistakes(self, bank, idxs) -> np.ndarray:
-    return ~self._correct(bank, [self.stream[i] for i in idxs],
-                          self._stream_drafts(idxs, edited=False))
+    right, texts = self._correct(bank, [self.stream[i] for i in idxs],
+                                 self._stream_drafts(idxs, edited=False),
+                                 texts=True)
+    # what the records answered with this bank: an edit's "before" answer
+    self._checked = dict(zip((int(i) for i in idxs), texts))
+    return ~right
 
   def edit_task(self, bank, i: int, rng, noise_samples: int = 0,
                 max_neurons: int = 5):
@@ -380,8 +385,15 @@ class Seq2SeqRuntime:
       drafts = tuple(drafts_lib.Drafts(*(np.concatenate(a) for a in zip(d, m)))
                      for d, m in zip(drafts, more))
     questions = [r.input] + reph
-    right = self._correct(bank, [r] * len(questions), drafts, questions)
+    right, texts = self._correct(bank, [r] * len(questions), drafts,
+                                 questions, texts=True)
+    self._answered = {i: (self._checked.get(i), texts[0])}
     return bool(right[0]), int(right[1:].sum()), len(reph)
+
+  def edit_answers(self, i: int):
+    """(answer before, answer after) of the edit of stream record i, as the
+    last `mistakes` check and `after_edit` saw them (None if not seen)."""
+    return self._answered.get(i, (None, None))
 
   def rephrases_before(self, i: int):
     """(rephrases of record i the unedited model gets right, their number):
