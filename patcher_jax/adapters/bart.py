@@ -5,6 +5,7 @@ fc1 inputs at every teacher-forced decoder position; the tail runs the FFN, the
 final LayerNorm of that layer and the tied LM head at those positions only, so
 the vocabulary projection is paid for the answer tokens, not the whole batch.
 """
+import jax
 import jax.numpy as jnp
 
 from patcher_jax import objectives
@@ -108,6 +109,28 @@ def noisy_queries(model, params, input_ids, attention_mask, decoder_input_ids,
   return queries(model, params, rep(input_ids), rep(attention_mask),
                  rep(decoder_input_ids), rep(decoder_attention_mask),
                  train=True, rng=rng)
+
+
+def augmented_queries(model, params, input_ids, attention_mask,
+                      decoder_input_ids, decoder_attention_mask, rng,
+                      num: int, word_drop: float = 0.1, train: bool = False):
+  """`num` variants of one example's decoder queries: [num, T, d].
+
+  Each variant hides every input token but the first and the last with
+  probability `word_drop` (masked out of attention: a paraphrase-like
+  deletion made from the input alone) and, with `train`, adds dropout.
+  Inputs are [1, T] arrays.
+  """
+  rep = lambda a: jnp.repeat(a[:1], num, axis=0)
+  r_words, r_drop = jax.random.split(rng)
+  t = input_ids.shape[-1]
+  last = jnp.sum(attention_mask[0]) - 1
+  pos = jnp.arange(t)[None, :]
+  keep = jax.random.bernoulli(r_words, 1.0 - word_drop, (num, t))
+  keep = keep | (pos == 0) | (pos == last)
+  mask = rep(attention_mask) * keep.astype(attention_mask.dtype)
+  return queries(model, params, rep(input_ids), mask, rep(decoder_input_ids),
+                 rep(decoder_attention_mask), train=train, rng=r_drop)
 
 
 def _full_forward(model, params, inputs, delta_fn, rng, train, copies):
