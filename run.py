@@ -152,9 +152,12 @@ def main(argv):
       data_key=FLAGS.data_dir or f"embedded:{FLAGS.scale}")
   t_base = time.perf_counter()
   print(f"base model ready in {t_base - t_start:.0f} s")
+  pool = tasks.pool_settings(FLAGS.task, FLAGS.mode)
   runtime = tasks.build_runtime(FLAGS.task, bench, base, seed=FLAGS.seed,
                           train_sub_size=FLAGS.train_sub_size,
-                          memory_size=FLAGS.memory_size)
+                          memory_size=FLAGS.memory_size,
+                          pool_word_drop=pool["word_drop"],
+                          pool_dropout=pool["pool_dropout"])
   t_queries = time.perf_counter()
   print(f"queries cached in {t_queries - t_base:.0f} s "
         f"(memory {len(runtime.memory0)}, val memory "
@@ -166,7 +169,7 @@ def main(argv):
   curve_every = FLAGS.curve_every or max(1, FLAGS.num_edits // 10)
   config = stream.StreamConfig(
       num_edits=FLAGS.num_edits, num_folds=FLAGS.num_folds, seed=FLAGS.seed,
-      noise_samples=64 if FLAGS.mode == "parity" else 0,
+      noise_samples=pool["pool"],
       reference_memory=FLAGS.mode == "parity",
       max_neurons=FLAGS.max_neurons or tasks.MAX_NEURONS[FLAGS.mode],
       checkpoint_every=FLAGS.checkpoint_every, curve_every=curve_every)
