@@ -73,7 +73,16 @@ def _progress(total):
   return tqdm(total=total, desc="edits", unit="edit", dynamic_ncols=True)
 
 
-def write_outputs(out_dir, result, header, wall_time_s):
+def _write_json(path, obj):
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=1)
+  os.replace(tmp, path)
+
+
+def write_outputs(out_dir, result, header):
+  """results.json, edits.jsonl and curves.png of a run; returns the results
+  (main adds the wall time and its split)."""
   from patcher_jax import stream  # pylint: disable=g-import-not-at-top
   recs = result["records"]
   times = [r["edit_time_s"] for r in recs] or [float("nan")]
@@ -82,6 +91,7 @@ def write_outputs(out_dir, result, header, wall_time_s):
   results = dict(header)
   results.update({k: summary[k] for k in ("SR", "GR", "ER", "TrainR", "TestR")})
   results["GR_per_edit_mean"] = summary["GR_per_edit_mean"]
+  results["edits_without_rephrases"] = summary["edits_without_rephrases"]
   folds = result["folds"]
   results["base"] = {"train_acc": float(np.mean([f["base_train_acc"]
                                                  for f in folds])),
@@ -105,16 +115,12 @@ def write_outputs(out_dir, result, header, wall_time_s):
   results["exhausted_folds"] = sorted(int(k) for k, e in
                                      result["exhausted"].items() if e)
   results["folds"] = folds
-  results["wall_time_s"] = wall_time_s
   os.makedirs(out_dir, exist_ok=True)
-  with open(os.path.join(out_dir, "results.json"), "w") as f:
-    json.dump(results, f, indent=1)
   with open(os.path.join(out_dir, "edits.jsonl"), "w") as f:
     for r in recs:
       f.write(json.dumps(r) + "\n")
   results["curve"] = summarized["curve"]
-  with open(os.path.join(out_dir, "results.json"), "w") as f:
-    json.dump(results, f, indent=1)
+  _write_json(os.path.join(out_dir, "results.json"), results)
   if summarized["curve"]:
     from patcher_jax import plots  # pylint: disable=g-import-not-at-top
     plots.plot_curves(summarized["curve"], os.path.join(out_dir, "curves.png"),
@@ -132,7 +138,8 @@ def main(argv):
                                FLAGS.process_id)
   from patcher_jax import stream  # pylint: disable=g-import-not-at-top
   from patcher_jax import tasks  # pylint: disable=g-import-not-at-top
-  from patcher_jax.data import load_benchmark  # pylint: disable=g-import-not-at-top
+  from patcher_jax.data import load_benchmark_and_report  # pylint: disable=g-import-not-at-top
+  from patcher_jax.data import report as data_report  # pylint: disable=g-import-not-at-top
   from patcher_jax.models import base_cache  # pylint: disable=g-import-not-at-top
   from patcher_jax.models import minilm  # pylint: disable=g-import-not-at-top
 
@@ -140,18 +147,24 @@ def main(argv):
   print(f"patcher_jax | task={FLAGS.task} mode={FLAGS.mode} "
         f"num_edits={FLAGS.num_edits} folds={FLAGS.num_folds} "
         f"devices={jax.device_count()} out={out_dir}")
+  from patcher_jax.timing import Timings  # pylint: disable=g-import-not-at-top
+  timings = Timings()
+  t_data = time.perf_counter()
   tok = minilm.load_tokenizer(FLAGS.model_dir) if FLAGS.model_dir else (
       minilm.load_tokenizer())
-  bench = load_benchmark(FLAGS.task, data_dir=FLAGS.data_dir,
-                         scale=FLAGS.scale, tokenizer=tok, max_len=32,
-                         truncate=FLAGS.truncate)
-  print(f"data: train {len(bench.train)}, val {len(bench.val)}, "
-        f"edit {len(bench.edit)}, test {len(bench.test)}")
+  bench, loaded = load_benchmark_and_report(
+      FLAGS.task, data_dir=FLAGS.data_dir, scale=FLAGS.scale, tokenizer=tok,
+      max_len=32, truncate=FLAGS.truncate)
+  print(loaded.table())   # per split: read, kept, dropped per reason
+  timings.add("setup.data", time.perf_counter() - t_data)
   base = base_cache.load_or_train_base(
       FLAGS.task, bench, cache_dir=FLAGS.cache_dir, model_dir=FLAGS.model_dir,
       data_key=FLAGS.data_dir or f"embedded:{FLAGS.scale}")
   t_base = time.perf_counter()
+  timings.add("setup.base", t_base - t_data - timings.seconds["setup.data"])
   print(f"base model ready in {t_base - t_start:.0f} s")
+  print(data_report.base_mistakes_line(base.info.get("metrics"),
+                                       FLAGS.num_edits))
   pool = tasks.pool_settings(FLAGS.task, FLAGS.mode)
   runtime = tasks.build_runtime(FLAGS.task, bench, base, seed=FLAGS.seed,
                           train_sub_size=FLAGS.train_sub_size,
@@ -159,6 +172,7 @@ def main(argv):
                           pool_word_drop=pool["word_drop"],
                           pool_dropout=pool["pool_dropout"])
   t_queries = time.perf_counter()
+  timings.add("setup.queries", t_queries - t_base)
   print(f"queries cached in {t_queries - t_base:.0f} s "
         f"(memory {len(runtime.memory0)}, val memory "
         f"{len(runtime.val_memory0)})")
@@ -192,7 +206,7 @@ def main(argv):
     ckpt_dir = os.path.join(ckpt_dir, f"process_{rank}")
   result = stream.run(runtime, edit_config, config, folds=folds,
                       checkpoint_dir=ckpt_dir, resume=FLAGS.resume,
-                      on_edit=on_edit)
+                      on_edit=on_edit, timings=timings)
   if bar is not None:
     bar.close()
   result.pop("state")
@@ -209,15 +223,24 @@ def main(argv):
                              "queries": round(t_queries - t_base, 1)}}
   if hasattr(runtime, "counts"):   # answers read off drafts vs decoded
     header["answer_checks"] = dict(runtime.counts)
-  results = write_outputs(out_dir, result, header,
-                          time.perf_counter() - t_start)
+  with timings.phase("outputs"):
+    results = write_outputs(out_dir, result, header)
+  # the wall time and its split, the outputs included
+  results["wall_time_s"] = time.perf_counter() - t_start
+  results["time_split_s"] = timings.as_dict()
+  _write_json(os.path.join(out_dir, "results.json"), results)
   if any(result["exhausted"].values()):
     print(f"note: the edit split ran out of mistakes before {FLAGS.num_edits} "
           f"edits in folds {results['exhausted_folds']}")
+  rate = lambda k: "n/a" if results[k] is None else f"{results[k]:.3f}"
   print(f"\n| SR | GR | ER | TrainR | TestR |\n|---|---|---|---|---|\n"
-        f"| {results['SR']:.3f} | {results['GR']:.3f} | {results['ER']:.3f} "
-        f"| {results['TrainR']:.3f} | {results['TestR']:.3f} |")
-  print(f"GR per-edit mean {results['GR_per_edit_mean']:.3f}; "
+        f"| {rate('SR')} | {rate('GR')} | {rate('ER')} "
+        f"| {rate('TrainR')} | {rate('TestR')} |")
+  if results["edits_without_rephrases"]:
+    print(f"GR counts only edits with rephrases; "
+          f"{results['edits_without_rephrases']} of {results['edits_made']} "
+          f"edited records had none")
+  print(f"GR per-edit mean {rate('GR_per_edit_mean')}; "
         f"{results['edits_made']} edits, median edit "
         f"{results['edit_time_s']['median'] * 1e3:.0f} ms, wall "
         f"{results['wall_time_s']:.0f} s; results in {out_dir}/results.json")

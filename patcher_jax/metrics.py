@@ -3,7 +3,8 @@
   SR      fraction of edits correct right after their own edit (pooled).
   GR      accuracy on each edit's rephrases right after its edit; pooled
           (sum correct / sum rephrases, the reference code's way) and as the
-          mean of per-edit accuracies.
+          mean of per-edit accuracies. Only edits with rephrases count (real
+          FEVER has none); None when no edit had any.
   ER      accuracy of the final model on all past edit inputs, per fold, then
           averaged over folds.
   TrainR  acc(final model, train subset) / acc(base model, train subset).
@@ -20,12 +21,13 @@ def success_rate(successes: Sequence[bool]) -> float:
 
 
 def generality_rates(correct: Sequence[int], totals: Sequence[int]):
-  """(pooled GR, per-edit mean GR) over edits with at least one rephrase."""
+  """(pooled GR, per-edit mean GR) over edits with at least one rephrase;
+  (None, None) when no edit has one."""
   correct = np.asarray(correct, np.float64)
   totals = np.asarray(totals, np.float64)
   has = totals > 0
   if not has.any():
-    return float("nan"), float("nan")
+    return None, None
   pooled = correct[has].sum() / totals[has].sum()
   per_edit = float(np.mean(correct[has] / totals[has]))
   return float(pooled), per_edit
@@ -57,6 +59,8 @@ def summarize(records: Sequence[Dict], fold_final: Sequence[Dict]) -> Dict:
       "SR": success_rate([r["success"] for r in records]),
       "GR": gr_pooled,
       "GR_per_edit_mean": gr_mean,
+      "edits_without_rephrases": sum(r["rephrase_total"] == 0
+                                     for r in records),
       "ER": mean_over_folds([f["er"] for f in fold_final]),
       "TrainR": mean_over_folds([
           retention_ratio(f["train_acc"], f["base_train_acc"])

@@ -9,7 +9,9 @@ def plot_curves(points: Sequence[Dict], path: str, title: str = "") -> None:
   edits = [p["edits"] for p in points]
   fig, ax = plt.subplots(figsize=(6.4, 4.0))
   for name in ("SR", "GR", "ER", "TrainR", "TestR"):
-    ax.plot(edits, [p.get(name, float("nan")) for p in points], marker="o",
+    values = [p.get(name) for p in points]   # GR is None without rephrases
+    ax.plot(edits, [float("nan") if v is None else v for v in values],
+            marker="o",
             markersize=3, label=name)
   ax.set_xlabel("edits")
   ax.set_ylabel("rate")

@@ -26,6 +26,7 @@ from patcher_jax import metrics as metrics_lib
 from patcher_jax import patch as patch_lib
 from patcher_jax.memory import Memory
 from patcher_jax.patch import PatchBank
+from patcher_jax.timing import Timings
 
 
 class StreamConfig(NamedTuple):
@@ -33,6 +34,8 @@ class StreamConfig(NamedTuple):
   num_folds: int = 1
   seed: int = 0
   check_window: int = 8            # records checked per call (same bank)
+  prefetch: int = 64               # records whose bank-free inputs a
+                                   # runtime may prepare ahead in one pass
   noise_samples: int = 0           # dropout pool per edit (parity: 64)
   max_neurons: int = 5             # per edit, one per wrong token (seq2seq);
                                    # the reference keeps the first 5
@@ -126,9 +129,40 @@ class Progress(NamedTuple):
   curve: List[Dict[str, Any]]
 
 
-def _arrays(state: FoldState) -> Dict[str, Any]:
-  """Plain dicts of arrays: restorable without a target."""
-  return {k: v._asdict() for k, v in state._asdict().items()}
+def _arrays(state: FoldState, runtime) -> Dict[str, Any]:
+  """What a checkpoint holds: plain dicts of arrays, restorable without a
+  target. The memories are saved as the rows the edits appended (the
+  initial rows come from the runtime): a few MB instead of the buffers."""
+  out = {"bank": state.bank._asdict()}
+  for name, start in (("memory", len(runtime.memory0)),
+                      ("val_memory", len(runtime.val_memory0))):
+    mem = getattr(state, name)
+    size = np.asarray(mem.size)
+    # at least one row (beyond `size` a buffer row is zero): Orbax and
+    # zero-size arrays do not mix
+    stop = min(max(int(size.max()), start + 1), mem.queries.shape[1])
+    out[name] = {"added": np.asarray(mem.queries[:, start:stop]),
+                 "size": size}
+  return out
+
+
+def _from_arrays(arrays: Dict[str, Any], runtime, config: StreamConfig,
+                 num_slots: int) -> FoldState:
+  """The state `_arrays` saved (bit-identical buffers)."""
+  state = init_state(runtime, config, _rows_per_edit(runtime, config),
+                     num_slots)
+  mems = {}
+  for name, start in (("memory", len(runtime.memory0)),
+                      ("val_memory", len(runtime.val_memory0))):
+    mem = getattr(state, name)
+    added, size = arrays[name]["added"], np.asarray(arrays[name]["size"])
+    queries = np.array(mem.queries)
+    queries[:, start:start + added.shape[1]] = added
+    mask = np.arange(queries.shape[1])[None] < size[:, None]
+    mems[name] = Memory(jnp.asarray(queries), jnp.asarray(mask),
+                        jnp.asarray(size, jnp.int32))
+  bank = PatchBank(**{k: jnp.asarray(v) for k, v in arrays["bank"].items()})
+  return FoldState(bank, mems["memory"], mems["val_memory"])
 
 
 def local_folds(num_folds: int, process_index: int = 0,
@@ -138,116 +172,211 @@ def local_folds(num_folds: int, process_index: int = 0,
   return [f for f in range(num_folds) if f % process_count == process_index]
 
 
+class _Run(NamedTuple):
+  """What stays fixed during a run (the loop's context)."""
+  runtime: Any
+  edit_config: editor.EditConfig
+  config: StreamConfig
+  folds: List[int]
+  orders: List[np.ndarray]
+  edit_fn: Callable
+  base_key: Any
+  sharding: Any
+  manager: Any
+  timings: Timings
+  log: Callable
+  memo: Dict[str, Any]              # values computed once per run
+
+
 def run(runtime, edit_config: editor.EditConfig, config: StreamConfig, *,
         folds: Optional[Sequence[int]] = None,
         checkpoint_dir: Optional[str] = None, resume: bool = False,
         on_edit: Optional[Callable[[Dict[str, Any]], None]] = None,
-        log=print) -> Dict[str, Any]:
+        on_round: Optional[Callable[[FoldState, Progress], None]] = None,
+        timings: Optional[Timings] = None, log=print) -> Dict[str, Any]:
   """Run the streams of `folds` (default: all); returns the raw result.
 
-  Combine results of several processes with `merge`, then `summarize`.
+  Args:
+    runtime: a task runtime (see `patcher_jax.tasks`).
+    edit_config: settings of each edit.
+    config: settings of the stream.
+    folds: global fold ids this process runs.
+    checkpoint_dir: Orbax checkpoints every `config.checkpoint_every` rounds.
+    resume: continue from the newest checkpoint in `checkpoint_dir`.
+    on_edit: called with each per-edit record, as it is made.
+    on_round: called with (state, progress) after each round (benchmarks
+      probe the bank here; its time is not counted in any phase).
+    timings: receives the wall time of each phase of the loop (a hook for
+      benchmarks and the run's time split).
+    log: where progress notes go.
+
+  Returns:
+    {"records", "skipped", "folds" (final metrics per fold), "curve",
+    "state", "exhausted"}. Combine results of several processes with `merge`,
+    then `summarize`.
   """
+  timings = timings if timings is not None else Timings()
+  ctx, state, prog = _start(runtime, edit_config, config, folds,
+                            checkpoint_dir, resume, timings, log)
+  while not all(prog.finished):
+    with timings.phase("next_mistake"):
+      picks = _pick_mistakes(ctx, state, prog)
+    if all(p is None for p in picks):
+      break
+    with timings.phase("edit"):
+      state, stats, edit_s = _edit_round(ctx, state, prog, picks)
+    with timings.phase("after_edit"):
+      records = _record_round(ctx, state, prog, picks, stats, edit_s)
+    with timings.phase("memory_append"):
+      state = _append_memories(state, runtime, picks, config)
+    prog = prog._replace(rounds=prog.rounds + 1)
+    for rec in records:
+      if on_edit:
+        on_edit(rec)
+    with timings.phase("curve"):
+      _maybe_curve_point(ctx, state, prog)
+    with timings.phase("checkpoint"):
+      _maybe_checkpoint(ctx, state, prog, final=all(prog.finished))
+    if on_round:
+      on_round(state, prog)
+  with timings.phase("checkpoint"):
+    _maybe_checkpoint(ctx, state, prog, final=True)
+  with timings.phase("final_metrics"):
+    finals = _finals(runtime, state, prog)
+  return {"records": prog.records, "skipped": prog.skipped,
+          "folds": finals, "curve": prog.curve, "state": state,
+          "exhausted": {str(f): prog.edits[s] < config.num_edits
+                        for s, f in enumerate(prog.folds)}}
+
+
+def _start(runtime, edit_config, config, folds, checkpoint_dir, resume,
+           timings, log):
+  """The run's context, its initial (or restored) state and progress."""
   folds = list(range(config.num_folds)) if folds is None else list(folds)
   n = len(folds)
   orders = fold_orders(len(runtime.stream), config.num_folds, config.seed)
-  rows_per_edit = _rows_per_edit(runtime, config)
-  state = init_state(runtime, config, rows_per_edit, n)
+  state = init_state(runtime, config, _rows_per_edit(runtime, config), n)
   prog = Progress(0, folds, [0] * n, [0] * n, [False] * n, [], [], [])
   mngr = ckpt_lib.manager(checkpoint_dir) if checkpoint_dir else None
   if mngr is not None and resume:
-    restored = ckpt_lib.restore_latest(mngr)
+    restored = _restore(mngr, checkpoint_dir, folds, runtime, config, log)
     if restored is not None:
-      _, arrays, meta = restored
-      if meta["folds"] != folds:
-        raise ValueError(f"checkpoint in {checkpoint_dir} holds folds "
-                         f"{meta['folds']}, this run wants {folds}")
-      state = FoldState(PatchBank(**arrays["bank"]),
-                        Memory(**arrays["memory"]),
-                        Memory(**arrays["val_memory"]))
-      state = jax.tree.map(jnp.asarray, state)
-      prog = Progress(**meta)
-      log(f"resumed after round {prog.rounds}: {sum(prog.edits)} edits")
+      state, prog = restored
   sharding = _fold_sharding(n) if config.shard_folds else None
   if sharding is not None:
     state = jax.device_put(state, sharding)
-
   edit_fn = jax.jit(jax.vmap(editor.edit,
                              in_axes=(None, 0, 0, 0, 0, 0, 0, None)),
                     static_argnums=7)
-  base_key = jax.random.PRNGKey(config.seed)
-  curve_base = None
+  ctx = _Run(runtime, edit_config, config, folds, orders, edit_fn,
+             jax.random.PRNGKey(config.seed), sharding, mngr, timings, log,
+             {})
+  return ctx, state, prog
 
-  while not all(prog.finished):
-    picks = []
-    for slot in range(n):
-      pick = None
-      if not prog.finished[slot]:
-        pick = _next_mistake(runtime, _unstack(state.bank, slot),
-                             orders[folds[slot]], prog, slot, config, base_key)
-      picks.append(pick)
-    if all(p is None for p in picks):
-      break
-    template = next(p for p in picks if p is not None)[1]
-    tasks = [p[1] if p is not None else _empty_like_task(template)
-             for p in picks]
-    width = max(t.queries.shape[-2] for t in tasks)   # tasks may be cropped
-    slots = max(t.neuron_mask.shape[-1] for t in tasks)
-    tasks = [editor.pad_positions(t, width, slots) for t in tasks]
-    bank = patch_lib.ensure_capacity(state.bank, slots)  # rare: recompiles
-    if bank is not state.bank:
-      state = state._replace(bank=bank if sharding is None
-                             else jax.device_put(bank, sharding))
-    keys = jnp.stack([jax.random.fold_in(
-        base_key, 10_000 * folds[slot] + prog.edits[slot]) for slot in range(n)])
-    ids = jnp.asarray(prog.edits, jnp.int32)
-    t0 = time.perf_counter()
-    banks, stats = edit_fn(runtime.tail, state.bank, _stack(tasks),
-                           state.memory, state.val_memory, keys, ids,
-                           edit_config)
-    jax.block_until_ready(banks)
-    edit_s = (time.perf_counter() - t0) / sum(p is not None for p in picks)
-    state = state._replace(bank=banks)
-    for slot, pick in enumerate(picks):
-      if pick is None:
-        continue
-      idx = pick[0]
-      ok, r_ok, r_n = runtime.after_edit(_unstack(state.bank, slot), idx)
-      st = jax.tree.map(lambda a: np.asarray(a[slot]).item(), stats)
-      rec = {
-          "fold": folds[slot], "edit": prog.edits[slot],
-          "stream_index": int(idx), "id": runtime.stream[idx].id,
-          "success": bool(ok), "train_success": bool(st.success),
-          "rephrase_correct": r_ok, "rephrase_total": r_n,
-          "steps": int(st.steps), "neurons": int(st.num_neurons),
-          "edit_time_s": edit_s, "loss": st.loss, "edit_loss": st.edit_loss,
-          "act_loss": st.act_loss, "mem_loss1": st.mem_loss1,
-          "mem_loss2": st.mem_loss2, "margins_ok": bool(st.margins_ok),
-      }
-      prog.records.append(rec)
-      prog.edits[slot] += 1
-      prog.cursors[slot] += 1
-      if prog.edits[slot] >= config.num_edits:
-        prog.finished[slot] = True
-      if on_edit:
-        on_edit(rec)
-    state = _append_memories(state, runtime, picks, config)
-    prog = prog._replace(rounds=prog.rounds + 1)
-    if config.curve_every and prog.rounds % config.curve_every == 0:
-      curve_base = curve_base or _curve_base(runtime, config)
-      prog.curve.append(_curve_point(runtime, state, prog, config,
-                                     curve_base))
-    if mngr is not None and config.checkpoint_every and (
-        prog.rounds % config.checkpoint_every == 0 or all(prog.finished)):
-      ckpt_lib.save(mngr, prog.rounds, _arrays(state), prog._asdict())
 
-  if (mngr is not None and config.checkpoint_every
-      and mngr.latest_step() != prog.rounds):
-    ckpt_lib.save(mngr, prog.rounds, _arrays(state), prog._asdict())
-  return {"records": prog.records, "skipped": prog.skipped,
-          "folds": _finals(runtime, state, prog), "curve": prog.curve,
-          "state": state,
-          "exhausted": {str(folds[s]): prog.edits[s] < config.num_edits
-                        for s in range(n)}}
+def _restore(mngr, checkpoint_dir, folds, runtime, config, log):
+  restored = ckpt_lib.restore_latest(mngr)
+  if restored is None:
+    return None
+  _, arrays, meta = restored
+  if meta["folds"] != folds:
+    raise ValueError(f"checkpoint in {checkpoint_dir} holds folds "
+                     f"{meta['folds']}, this run wants {folds}")
+  state = _from_arrays(arrays, runtime, config, len(folds))
+  prog = Progress(**meta)
+  log(f"resumed after round {prog.rounds}: {sum(prog.edits)} edits")
+  return state, prog
+
+
+def _pick_mistakes(ctx: _Run, state: FoldState, prog: Progress):
+  """Each unfinished fold's next mistake: (stream index, task) or None."""
+  picks = []
+  for slot in range(len(prog.folds)):
+    pick = None
+    if not prog.finished[slot]:
+      order = ctx.orders[prog.folds[slot]]
+      pick = _next_mistake(ctx.runtime, _unstack(state.bank, slot), order,
+                           prog, slot, ctx.config, ctx.base_key)
+      prefetch = getattr(ctx.runtime, "prefetch", None)
+      if pick is not None and prefetch is not None:
+        cursor = prog.cursors[slot]
+        prefetch(order[cursor:cursor + ctx.config.prefetch])
+    picks.append(pick)
+  return picks
+
+
+def _edit_round(ctx: _Run, state: FoldState, prog: Progress, picks):
+  """One vmapped compiled edit over the folds (idle folds get empty tasks)."""
+  n = len(picks)
+  template = next(p for p in picks if p is not None)[1]
+  tasks = [p[1] if p is not None else _empty_like_task(template)
+           for p in picks]
+  width = max(t.queries.shape[-2] for t in tasks)   # tasks may be cropped
+  slots = max(t.neuron_mask.shape[-1] for t in tasks)
+  tasks = [editor.pad_positions(t, width, slots) for t in tasks]
+  bank = patch_lib.ensure_capacity(state.bank, slots)  # rare: recompiles
+  if bank is not state.bank:
+    state = state._replace(bank=bank if ctx.sharding is None
+                           else jax.device_put(bank, ctx.sharding))
+  keys = jnp.stack([jax.random.fold_in(
+      ctx.base_key, 10_000 * prog.folds[s] + prog.edits[s]) for s in range(n)])
+  ids = jnp.asarray(prog.edits, jnp.int32)
+  t0 = time.perf_counter()
+  banks, stats = ctx.edit_fn(ctx.runtime.tail, state.bank, _stack(tasks),
+                             state.memory, state.val_memory, keys, ids,
+                             ctx.edit_config)
+  jax.block_until_ready(banks)
+  edit_s = (time.perf_counter() - t0) / sum(p is not None for p in picks)
+  return state._replace(bank=banks), stats, edit_s
+
+
+def _record_round(ctx: _Run, state: FoldState, prog: Progress, picks, stats,
+                  edit_s) -> List[Dict[str, Any]]:
+  """Check each edited record and its rephrases; advance the cursors."""
+  records = []
+  for slot, pick in enumerate(picks):
+    if pick is None:
+      continue
+    idx = pick[0]
+    ok, r_ok, r_n = ctx.runtime.after_edit(_unstack(state.bank, slot), idx)
+    st = jax.tree.map(lambda a: np.asarray(a[slot]).item(), stats)
+    rec = {
+        "fold": prog.folds[slot], "edit": prog.edits[slot],
+        "stream_index": int(idx), "id": ctx.runtime.stream[idx].id,
+        "success": bool(ok), "train_success": bool(st.success),
+        "rephrase_correct": r_ok, "rephrase_total": r_n,
+        "steps": int(st.steps), "neurons": int(st.num_neurons),
+        "edit_time_s": edit_s, "loss": st.loss, "edit_loss": st.edit_loss,
+        "act_loss": st.act_loss, "mem_loss1": st.mem_loss1,
+        "mem_loss2": st.mem_loss2, "margins_ok": bool(st.margins_ok),
+    }
+    prog.records.append(rec)
+    records.append(rec)
+    prog.edits[slot] += 1
+    prog.cursors[slot] += 1
+    if prog.edits[slot] >= ctx.config.num_edits:
+      prog.finished[slot] = True
+  return records
+
+
+def _maybe_curve_point(ctx: _Run, state: FoldState, prog: Progress) -> None:
+  every = ctx.config.curve_every
+  if every and prog.rounds % every == 0:
+    if "curve_base" not in ctx.memo:
+      ctx.memo["curve_base"] = _curve_base(ctx.runtime, ctx.config)
+    prog.curve.append(_curve_point(ctx.runtime, state, prog, ctx.config,
+                                   ctx.memo["curve_base"]))
+
+
+def _maybe_checkpoint(ctx: _Run, state: FoldState, prog: Progress,
+                      final: bool) -> None:
+  every = ctx.config.checkpoint_every
+  if ctx.manager is None or not every:
+    return
+  if (prog.rounds % every == 0 or final) and (
+      ctx.manager.latest_step() != prog.rounds):
+    ckpt_lib.save(ctx.manager, prog.rounds, _arrays(state, ctx.runtime),
+                  prog._asdict())
 
 
 def merge(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:

@@ -11,24 +11,27 @@ from patcher_jax.data.filters import MULTI_ANSWER, NO_REPHRASE
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "data")
 
 
-def test_fever_dir_applies_and_counts_the_edit_rephrase_filter():
+def test_fever_dir_keeps_and_counts_edit_records_without_rephrases():
   bench, report = load_benchmark_and_report(
       "fever", data_dir=os.path.join(FIXTURES, "fever"))
-  assert [len(s) for s in bench] == [4, 1, 2, 2]
-  assert [r.id for r in bench.edit] == ["129629", "33078"]
-  assert report.splits["edit"].dropped == {NO_REPHRASE: 1}
-  assert report.splits["edit"].read == 3 and report.splits["edit"].kept == 2
-  # Only the edit split needs rephrases: the train record without any stays.
+  assert [len(s) for s in bench] == [4, 1, 3, 2]
+  assert [r.id for r in bench.edit] == ["129629", "149579", "33078"]
+  assert bench.edit[1].rephrases == ()
+  assert report.splits["edit"].dropped == {}
+  assert report.splits["edit"].notes[NO_REPHRASE] == 1
+  assert report.splits["edit"].read == 3 and report.splits["edit"].kept == 3
   assert "150448" in {r.id for r in bench.train}
-  assert "dropped 1 (edit record without rephrases)" in report.summary()
+  assert f"note: {NO_REPHRASE}: 1" in report.table()
 
 
 def test_zsre_dir_keeps_single_answer_records_only():
   bench, report = load_benchmark_and_report(
       "zsre", data_dir=os.path.join(FIXTURES, "zsre"))
-  assert [len(s) for s in bench] == [2, 1, 1, 1]
+  assert [len(s) for s in bench] == [2, 1, 2, 1]
   assert report.splits["train"].dropped == {MULTI_ANSWER: 1}
-  assert report.splits["edit"].dropped == {MULTI_ANSWER: 1, NO_REPHRASE: 1}
+  assert report.splits["edit"].dropped == {MULTI_ANSWER: 1}
+  assert report.splits["edit"].notes[NO_REPHRASE] == 1
+  assert f"dropped 1: {MULTI_ANSWER}" in report.table()
   assert bench.edit[0].answers == ("Illinois Institute of Technology",)
   assert all(len(r.answers) == 1 for split in bench for r in split)
 
@@ -56,11 +59,11 @@ def test_missing_directory(tmp_path):
 
 
 def test_split_emptied_by_filters_is_an_error(tmp_path):
-  shutil.copytree(os.path.join(FIXTURES, "fever"), tmp_path / "f")
-  (tmp_path / "f" / "edit.jsonl").write_text(
-      '{"id": "1", "input": "x", "output": [{"answer": "REFUTES"}]}\n')
+  shutil.copytree(os.path.join(FIXTURES, "zsre"), tmp_path / "z")
+  (tmp_path / "z" / "edit.jsonl").write_text(
+      '{"id": "1", "input": "x", "output": ["a", "b"], "rephrases": ["y"]}\n')
   with pytest.raises(DataError, match=r"edit\.jsonl: no records left"):
-    load_benchmark("fever", data_dir=str(tmp_path / "f"))
+    load_benchmark("zsre", data_dir=str(tmp_path / "z"))
 
 
 def test_bad_line_in_a_split_names_that_file(tmp_path):
@@ -93,8 +96,8 @@ def test_zsre_split_may_be_mend_json(tmp_path):
   assert [r.id for r in bench.edit] == ["edit:0", "edit:1"]
   assert bench.edit[1].rephrases == ("What family are Ramalinaceae?",)
   assert report.splits["edit"].kept == 2
-  # Too long: named by the record's index in the JSON list.
-  with pytest.raises(DataError, match=r"edit\.json record 1: input of record 'edit:1'"):
+  # Too long: named by the line the record starts on.
+  with pytest.raises(DataError, match=r"edit\.json:3: input of record 'edit:1'"):
     load_benchmark("zsre", data_dir=str(tmp_path / "z"), max_len=32,
                    tokenizer=lambda ts: [99 if "Ramalinaceae belong" in t else 9
                                          for t in ts])

@@ -34,7 +34,7 @@ def test_round_trip(tmp_path):
 
 def _dump(tmp_path, objs):
   path = tmp_path / "m.json"
-  path.write_text(json.dumps(objs))
+  path.write_text("[\n" + ",\n".join(json.dumps(o) for o in objs) + "\n]\n")
   return str(path)
 
 
@@ -51,20 +51,35 @@ def test_bad_record_names_index(tmp_path, change, words):
   path = _dump(tmp_path, [GOOD, bad])
   with pytest.raises(DataError) as e:
     read_mend_json(path)
-  assert e.value.record == 1
-  assert str(e.value).startswith(f"{path} record 1: ")
+  assert e.value.record == 1 and e.value.line == 3
+  assert str(e.value).startswith(f"{path}:3: record 1: ")
   assert words in str(e.value)
 
 
 def test_missing_field(tmp_path):
-  bad = {k: v for k, v in GOOD.items() if k != "rephrase"}
-  with pytest.raises(DataError, match=r"record 0: missing field 'rephrase'"):
+  bad = {k: v for k, v in GOOD.items() if k != "answers"}
+  with pytest.raises(DataError, match=r"m\.json:2: record 0: missing field 'answers'"):
     read_mend_json(_dump(tmp_path, [bad]))
+
+
+def test_missing_or_empty_rephrase_is_a_record_without_rephrases(tmp_path):
+  no_key = {k: v for k, v in GOOD.items() if k != "rephrase"}
+  mf = read_mend_json(_dump(tmp_path, [no_key, dict(GOOD, rephrase=" "), GOOD]))
+  assert [i.record.rephrases for i in mf.items] == [(), (), ("Q again?",)]
+  assert mf.report.notes["records without a rephrase"] == 2
+
+
+def test_empty_alt_is_not_an_error(tmp_path):
+  # The published zsre_mend_eval.json / train.json hold records with "alt": "".
+  mf = read_mend_json(_dump(tmp_path, [GOOD, dict(GOOD, alt="", loc="")]))
+  assert mf.items[1].alt is None and mf.items[1].loc is None
+  assert mf.items[1].record.answers == ("A",)
+  assert mf.report.notes["records without 'alt' (or empty)"] == 1
 
 
 def test_missing_alt_is_counted_and_alt_target_refused(tmp_path):
   mf = read_mend_json(_dump(tmp_path, [{k: v for k, v in GOOD.items() if k != "alt"}]))
-  assert mf.report.notes["records without 'alt'"] == 1
+  assert mf.report.notes["records without 'alt' (or empty)"] == 1
   with pytest.raises(DataError, match="record 0: target='alt'"):
     mf.records("alt")
 

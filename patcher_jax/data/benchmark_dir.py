@@ -1,15 +1,16 @@
 """A benchmark directory: train.jsonl, val.jsonl, edit.jsonl, test.jsonl.
 
-This is what `run.py --data_dir=DIR` reads (KILT / Transformer-Patcher jsonl,
-see kilt.py). The reference's own file names are accepted too:
-`<task>-train.jsonl`, ..., and `<task>-dev-kilt.jsonl` for the test split. For
-zsRE a split may instead be MEND-format json (`<split>.json`, see mend.py; its
-gold `answers` are the targets).
+This is what `run.py --data_dir=DIR` reads; `python -m patcher_jax split`
+writes one from a raw file. Each split file may be in any format `formats.py`
+reads (KILT / Transformer-Patcher jsonl, FEVER 1.0 jsonl, MEND or EasyEdit
+zsRE json; the gold answers are the targets), detected from its content. The
+reference's own file names are accepted too: `<task>-train.jsonl`, ..., and
+`<task>-dev-kilt.jsonl` for the test split, and `<split>.json`.
 """
 import os
 from typing import Dict, NamedTuple, Optional, Tuple
 
-from patcher_jax.data import filters, kilt, mend
+from patcher_jax.data import filters, formats, kilt, report as report_lib
 from patcher_jax.data.errors import DataError
 from patcher_jax.data.lengths import check_lengths
 from patcher_jax.data.records import Benchmark
@@ -31,15 +32,22 @@ class BenchmarkReport(NamedTuple):
     lines += ["  warning: " + w for w in self.warnings]
     return "\n".join(lines)
 
+  def table(self) -> str:
+    """Per split: file, records read / kept, dropped per reason (see
+    report.splits_table); what run.py prints before editing."""
+    return report_lib.splits_table(
+        f"{self.task} data from {self.source}",
+        [(s, self.splits[s]) for s in SPLITS if s in self.splits],
+        self.warnings)
+
 
 def split_path(data_dir: str, task: str, split: str) -> str:
-  """The file for `split`: `<split>.jsonl`, else the reference's name (or,
-  for zsRE, a MEND-format `<split>.json`)."""
+  """The file for `split`: `<split>.jsonl`, else the reference's name, else
+  `<split>.json`."""
   names = [f"{split}.jsonl", f"{task}-{split}.jsonl"]
   if split == "test":
     names.append(f"{task}-dev-kilt.jsonl")
-  if task == "zsre":
-    names.append(f"{split}.json")
+  names.append(f"{split}.json")
   for name in names:
     path = os.path.join(data_dir, name)
     if os.path.exists(path):
@@ -48,12 +56,6 @@ def split_path(data_dir: str, task: str, split: str) -> str:
                   f"file not found; a benchmark directory holds "
                   f"{', '.join(s + '.jsonl' for s in SPLITS)} (also accepted: "
                   f"{' or '.join(names[1:])})")
-
-
-def read_mend_as_kilt(path: str) -> kilt.KiltFile:
-  """A MEND json file as a KiltFile; `lines` holds record indices."""
-  mf = mend.read_mend_json(path)
-  return kilt.KiltFile(mf.records(), tuple(range(len(mf.items))), mf.report)
 
 
 def load_benchmark_dir(task: str, data_dir: str, *, tokenizer=None,
@@ -70,17 +72,14 @@ def load_benchmark_dir(task: str, data_dir: str, *, tokenizer=None,
   splits, reports, ids = {}, {}, {}
   for split in SPLITS:
     path = split_path(data_dir, task, split)
-    is_mend = path.endswith(".json")
-    kf = filters.reference_filter(read_mend_as_kilt(path) if is_mend
-                                  else kilt.read_kilt_jsonl(path, task),
-                                  task, split)
+    kf = filters.reference_filter(formats.read_records(path, task), task,
+                                  split)
     if not kf.records:
       raise DataError(path, f"no records left after the reference filters "
                       f"({kf.report.summary()})")
     if tokenizer is not None and max_len is not None:
-      where = {"indices" if is_mend else "lines": kf.lines}
       check_lengths(kf.records, tokenizer, max_len, truncate=truncate,
-                    source=path, **where)
+                    source=path, lines=kf.lines)
     splits[split] = kf.records
     reports[split] = kf.report
     ids[split] = {r.id for r in kf.records}

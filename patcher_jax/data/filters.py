@@ -2,32 +2,49 @@
 
 - zsRE: only questions with exactly one answer are kept, in every split
   (`zsre_dataloader.py`: `len(d["output"]) == 1`).
-- Edit split, both tasks: only records with at least one rephrase are kept
-  (generality needs equivalent inputs; `fever_dataloader.py`).
+- Edit records without rephrases are kept (the reference drops them; real
+  FEVER has no rephrases at all, so that rule would empty the edit split).
+  They are edited and counted; generality (GR) is measured over the edit
+  records that have rephrases.
 """
 import collections
 
-from patcher_jax.data.kilt import KiltFile, check_task
+from patcher_jax.data.kilt import check_task
 
 SPLITS = ("train", "val", "edit", "test")
 MULTI_ANSWER = "zsRE record without exactly one answer"
-NO_REPHRASE = "edit record without rephrases"
+NO_REPHRASE = "edit records without rephrases (edited; not in GR)"
 
 
-def reference_filter(kf: KiltFile, task: str, split: str) -> KiltFile:
-  """Drops what the reference drops for `split`; the report counts each rule."""
+def keep_only(source, keep, dropped):
+  """`source` (a KiltFile or formats.SourceFile) with only the records where
+  `keep` is true, and `dropped` (reason -> count) added to its report."""
+  per_record = ["records", "lines"] + [
+      f for f in ("subjects",) if f in source._fields and getattr(source, f)]
+  out = {f: tuple(x for x, k in zip(getattr(source, f), keep) if k)
+         for f in per_record}
+  total = collections.Counter(source.report.dropped)
+  total.update(dropped)
+  report = source.report._replace(kept=len(out["records"]),
+                                  dropped=dict(total))
+  return source._replace(report=report, **out)
+
+
+def reference_filter(source, task: str, split: str):
+  """Drops what the reference drops for `split`; the report counts each rule.
+
+  `source` is a KiltFile or formats.SourceFile; the same type is returned.
+  """
   check_task(task)
   if split not in SPLITS:
     raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-  dropped = collections.Counter(kf.report.dropped)
-  keep_recs, keep_lines = [], []
-  for rec, line in zip(kf.records, kf.lines):
-    if task == "zsre" and len(rec.answers) != 1:
-      dropped[MULTI_ANSWER] += 1
-    elif split == "edit" and not rec.rephrases:
-      dropped[NO_REPHRASE] += 1
-    else:
-      keep_recs.append(rec)
-      keep_lines.append(line)
-  report = kf.report._replace(kept=len(keep_recs), dropped=dict(dropped))
-  return KiltFile(tuple(keep_recs), tuple(keep_lines), report)
+  keep = [not (task == "zsre" and len(r.answers) != 1) for r in source.records]
+  out = keep_only(source, keep, {MULTI_ANSWER: keep.count(False)}
+                  if keep.count(False) else {})
+  if split == "edit":
+    missing = sum(not r.rephrases for r in out.records)
+    if missing:
+      notes = dict(out.report.notes)
+      notes[NO_REPHRASE] = missing
+      out = out._replace(report=out.report._replace(notes=notes))
+  return out

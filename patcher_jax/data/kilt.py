@@ -22,7 +22,7 @@ problem. Nothing is dropped here; the reference's filters live in filters.py.
 import collections
 import json
 import os
-from typing import Iterable, List, NamedTuple, Tuple
+from typing import Iterable, List, NamedTuple, Optional, Tuple
 
 from patcher_jax.data.errors import DataError
 from patcher_jax.data.records import FEVER_LABELS, Record
@@ -113,6 +113,29 @@ def parse_record(obj, task: str, *, default_id: str, fail,
     rephrases = tuple(text_field(r, f"{key}[{i}]", fail) for i, r in enumerate(raw))
 
   return Record(id=rid, input=text, answers=tuple(answers), rephrases=rephrases)
+
+
+def subject_of(obj) -> Optional[str]:
+  """Who or what a KILT record is about, for grouping (None if unknown): a
+  `subject` field, else the title of the first provenance page (KILT FEVER
+  and zsRE carry one), else the part of a KILT zsRE input before `[SEP]`."""
+  if not isinstance(obj, dict):
+    return None
+  subject = obj.get("subject")
+  if isinstance(subject, str) and subject.strip():
+    return subject
+  output = obj.get("output")
+  for item in output if isinstance(output, list) else ():
+    provenance = item.get("provenance") if isinstance(item, dict) else None
+    for p in provenance if isinstance(provenance, list) else ():
+      title = p.get("title") if isinstance(p, dict) else None
+      if isinstance(title, str) and title.strip():
+        return title
+  text = obj.get("input")
+  if isinstance(text, str) and "[SEP]" in text:
+    head = text.split("[SEP]", 1)[0].strip()
+    return head or None
+  return None
 
 
 def parse_lines(data: bytes, task: str, source: str) -> KiltFile:

@@ -89,7 +89,7 @@ class _PatcherBuilder(tfds.core.GeneratorBasedBuilder):
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
   For the "local" config only: put train.jsonl, val.jsonl, edit.jsonl and
   test.jsonl (KILT / Transformer-Patcher format) in the manual_dir, e.g. the
-  output of experiments/split_raw.py.
+  output of `python -m patcher_jax split`.
   """
 
   def __init__(self, *, file_format=None, **kwargs):

@@ -15,3 +15,13 @@ def text_field(value, what: str, fail) -> str:
   if not value.strip():
     fail(f"{what} is empty")
   return value
+
+
+def optional_text(value, what: str, fail):
+  """A field only type-checked: a string or null (missing). Returns the text,
+  or None when it is missing, null or blank (not an error)."""
+  if value is None:
+    return None
+  if not isinstance(value, str):
+    fail(f"{what} must be a string, got {type_name(value)}")
+  return value if value.strip() else None

@@ -23,6 +23,7 @@ from patcher_jax.tasks import common
 
 CHECK_BATCH = 8    # decode batch for checks and post-edit evaluation
 EVAL_BATCH = 64    # decode batch for retention metrics
+REPHRASES = 5      # rephrases checked per edit (the reference's return_view)
 
 
 @functools.lru_cache(maxsize=8)
@@ -98,6 +99,7 @@ class Seq2SeqRuntime:
         arrays[f"base_{name}_{f}"] for f in drafts_lib.Drafts._fields))
                         for name in splits}
     self.counts = {"certified": 0, "decoded": 0}
+    self._reph_drafts = {}   # stream index -> rephrase gold drafts (prefetch)
     log(f"  cached {len(stream)} stream, {len(self.memory0)} memory and "
         f"{len(self.val_memory0)} val-memory decoder queries; drafts of "
         f"{sum(len(d.correct) for d in self.base_drafts.values())} base "
@@ -265,16 +267,42 @@ class Seq2SeqRuntime:
         max_neurons=min(max_neurons, width))
     return task if bool(task.neuron_mask.any()) else None
 
+  def prefetch(self, idxs) -> None:
+    """Make `after_edit(bank, idxs[0])` need no model call: if its
+    rephrases are not ready, teacher-force those of every record in `idxs`
+    (the next ones a stream will visit) in one batched pass.
+
+    Their queries follow the gold answer, so they never depend on the bank:
+    computing them ahead in blocks replaces a small model call per edit.
+    """
+    if not len(idxs) or int(idxs[0]) in self._reph_drafts:
+      return
+    todo = [int(i) for i in idxs if int(i) not in self._reph_drafts]
+    owners, questions = [], []
+    for i in todo:
+      reph = list(self.stream[i].rephrases)[:REPHRASES]
+      owners.extend([i] * len(reph))
+      questions.extend(reph)
+    drafts = None
+    if questions:
+      answers = [self.stream[i].answers[0] for i in owners]
+      enc = qa_format.encode_qa(self.tokenizer, questions, answers,
+                                self.max_src_len, self.max_tgt_len)
+      drafts = self._gold_drafts([self.stream[i] for i in owners], enc,
+                                 self._teacher_forced(enc, self.batch_size))
+    owners = np.asarray(owners, int)
+    for i in todo:
+      self._reph_drafts[i] = (drafts.take(np.flatnonzero(owners == i))
+                              if drafts is not None else None)
+
   def after_edit(self, bank, i: int):
     r = self.stream[i]
-    reph = list(r.rephrases)[:5]
+    if i not in self._reph_drafts:
+      self.prefetch([i])
+    more = self._reph_drafts.pop(i)     # used once: the cache stays small
     gold = self.gold_stream.take([i])   # cached: only the rephrases are new
-    if reph:
-      enc = qa_format.encode_qa(self.tokenizer, reph,
-                                [r.answers[0]] * len(reph),
-                                self.max_src_len, self.max_tgt_len)
-      more = self._gold_drafts([r] * len(reph), enc,
-                               self._teacher_forced(enc, CHECK_BATCH))
+    reph = list(r.rephrases)[:REPHRASES]
+    if more is not None and len(more.correct):
       gold = drafts_lib.Drafts(*(np.concatenate(a) for a in zip(gold, more)))
     questions = [r.input] + reph
     right = self._correct(bank, [r] * len(questions), (gold,), questions)
