@@ -252,9 +252,12 @@ class Seq2SeqRuntime:
     width = editor.task_width(int(mask.sum()), mask.shape[0])
     noisy = None
     if noise_samples:
-      # the decoder is causal: positions past `width` change nothing before
+      # the decoder is causal: positions past `width` change nothing before;
+      # the source is cropped to its length (rounded up to 8: few compiles),
+      # since padding costs as much as words in every encoder layer
+      src = -(-int(enc["attention_mask"][i].sum()) // 8) * 8
       arrays = [jnp.asarray(enc[k][i:i + 1, :n]) for k, n in (
-          ("input_ids", None), ("attention_mask", None),
+          ("input_ids", src), ("attention_mask", src),
           ("decoder_input_ids", width), ("decoder_attention_mask", width))]
       pool_fn = (_augment_fn(self.pool_word_drop, self.pool_dropout)
                  if self.pool_word_drop else bart.noisy_queries)
