@@ -8,6 +8,7 @@ the vocabulary projection is paid for the answer tokens, not the whole batch.
 import jax
 import jax.numpy as jnp
 
+from patcher_jax import augment
 from patcher_jax import objectives
 from patcher_jax import patch as patch_lib
 from patcher_jax import tail as tail_lib
@@ -123,12 +124,7 @@ def augmented_queries(model, params, input_ids, attention_mask,
   """
   rep = lambda a: jnp.repeat(a[:1], num, axis=0)
   r_words, r_drop = jax.random.split(rng)
-  t = input_ids.shape[-1]
-  last = jnp.sum(attention_mask[0]) - 1
-  pos = jnp.arange(t)[None, :]
-  keep = jax.random.bernoulli(r_words, 1.0 - word_drop, (num, t))
-  keep = keep | (pos == 0) | (pos == last)
-  mask = rep(attention_mask) * keep.astype(attention_mask.dtype)
+  mask = augment.hide_words(r_words, attention_mask, num, word_drop)
   return queries(model, params, rep(input_ids), mask, rep(decoder_input_ids),
                  rep(decoder_attention_mask), train=train, rng=r_drop)
 
