@@ -2,6 +2,7 @@
 
   python run.py --task=zsre --num_edits=1000      # QA, BART, embedded data
   python run.py --task=fever --num_edits=1000     # fact checking, BERT
+  python run.py --task=lm_complete --model=smollm2   # pretrained causal LM
 
 Loads the benchmark (the embedded geography default, or --data_dir), trains or
 reuses the cached base model, caches the queries the editor needs, then walks
@@ -25,7 +26,12 @@ from absl import logging
 import numpy as np
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("task", "zsre", ["zsre", "fever"], "Benchmark task.")
+flags.DEFINE_enum("task", "zsre", ["zsre", "fever", "lm_complete", "lm_chat"],
+                  "Benchmark task (lm_*: facts completed by a pretrained "
+                  "causal LM, with --model=smollm2).")
+flags.DEFINE_enum("model", "trained", ["trained", "smollm2"],
+                  "trained: the task's BERT/BART base model (trained once, "
+                  "cached); smollm2: SmolLM2-135M-Instruct (lm_* tasks).")
 flags.DEFINE_integer("num_edits", 1000, "Edits to make per fold.")
 flags.DEFINE_integer("num_folds", 1, "Independent streams (vmapped).")
 flags.DEFINE_enum("mode", "fast", ["fast", "parity"],
@@ -90,8 +96,9 @@ def write_outputs(out_dir, result, header):
   summary = summarized["summary"]
   results = dict(header)
   results.update({k: summary[k] for k in ("SR", "GR", "ER", "TrainR", "TestR")})
-  results["GR_per_edit_mean"] = summary["GR_per_edit_mean"]
-  results["edits_without_rephrases"] = summary["edits_without_rephrases"]
+  for k in ("GR_per_edit_mean", "GR_before", "TrainR_flips", "TestR_flips",
+            "edits_without_rephrases"):
+    results[k] = summary[k]
   folds = result["folds"]
   results["base"] = {"train_acc": float(np.mean([f["base_train_acc"]
                                                  for f in folds])),
@@ -128,14 +135,47 @@ def write_outputs(out_dir, result, header):
   return results
 
 
+def _lm_runtime(tasks):
+  """A pretrained causal LM on the embedded facts: (runtime, time ready)."""
+  from patcher_jax.models import smollm2  # pylint: disable=g-import-not-at-top
+  t0 = time.perf_counter()
+  lm = smollm2.load(FLAGS.cache_dir)
+  t_base = time.perf_counter()
+  print(f"base model ({FLAGS.model}) ready in {t_base - t0:.0f} s")
+  runtime = tasks.build_lm_runtime(FLAGS.task, lm, scale=FLAGS.scale,
+                                   seed=FLAGS.seed,
+                                   train_sub_size=FLAGS.train_sub_size,
+                                   memory_size=FLAGS.memory_size,
+                                   num_edits=FLAGS.num_edits)
+  return runtime, t_base
+
+
+def _check_flags():
+  """Flag combinations absl cannot check: one error line, exit status 2."""
+  lm_task = FLAGS.task.startswith("lm_")
+  problem = None
+  if lm_task and FLAGS.model == "trained":
+    problem = f"--task={FLAGS.task} needs a pretrained LM: --model=smollm2"
+  elif not lm_task and FLAGS.model != "trained":
+    problem = (f"--model={FLAGS.model} runs the lm_* tasks, not "
+               f"--task={FLAGS.task}")
+  elif lm_task and (FLAGS.data_dir or FLAGS.model_dir):
+    problem = f"--task={FLAGS.task} takes no --data_dir / --model_dir"
+  if problem:
+    print(f"error: flags: {problem}", file=sys.stderr)
+    sys.exit(2)
+
+
 def main(argv):
   del argv
+  _check_flags()
   t_start = time.perf_counter()
   logging.set_verbosity(logging.WARNING)   # orbax logs every save at INFO
   import jax  # pylint: disable=g-import-not-at-top
   if FLAGS.num_processes > 1:
     jax.distributed.initialize(FLAGS.coordinator, FLAGS.num_processes,
                                FLAGS.process_id)
+  from patcher_jax import configs  # pylint: disable=g-import-not-at-top
   from patcher_jax import stream  # pylint: disable=g-import-not-at-top
   from patcher_jax import tasks  # pylint: disable=g-import-not-at-top
   from patcher_jax.data import load_benchmark_and_report  # pylint: disable=g-import-not-at-top
@@ -149,43 +189,52 @@ def main(argv):
         f"devices={jax.device_count()} out={out_dir}")
   from patcher_jax.timing import Timings  # pylint: disable=g-import-not-at-top
   timings = Timings()
+  timings.count_compiles()
+  from patcher_jax import xla_cache  # pylint: disable=g-import-not-at-top
+  xla_cache.enable(FLAGS.cache_dir)
   t_data = time.perf_counter()
-  tok = minilm.load_tokenizer(FLAGS.model_dir) if FLAGS.model_dir else (
-      minilm.load_tokenizer())
-  bench, loaded = load_benchmark_and_report(
-      FLAGS.task, data_dir=FLAGS.data_dir, scale=FLAGS.scale, tokenizer=tok,
-      max_len=32, truncate=FLAGS.truncate)
-  print(loaded.table())   # per split: read, kept, dropped per reason
-  timings.add("setup.data", time.perf_counter() - t_data)
-  base = base_cache.load_or_train_base(
-      FLAGS.task, bench, cache_dir=FLAGS.cache_dir, model_dir=FLAGS.model_dir,
-      data_key=FLAGS.data_dir or f"embedded:{FLAGS.scale}")
-  t_base = time.perf_counter()
-  timings.add("setup.base", t_base - t_data - timings.seconds["setup.data"])
-  print(f"base model ready in {t_base - t_start:.0f} s")
-  print(data_report.base_mistakes_line(base.info.get("metrics"),
-                                       FLAGS.num_edits))
-  pool = tasks.pool_settings(FLAGS.task, FLAGS.mode)
-  runtime = tasks.build_runtime(FLAGS.task, bench, base, seed=FLAGS.seed,
-                          train_sub_size=FLAGS.train_sub_size,
-                          memory_size=FLAGS.memory_size,
-                          pool_word_drop=pool["word_drop"],
-                          pool_dropout=pool["pool_dropout"])
+  if FLAGS.task in tasks.LM_TASKS:
+    runtime, t_base = _lm_runtime(tasks)
+    timings.add("setup.base", t_base - t_data)
+  else:
+    tok = minilm.load_tokenizer(FLAGS.model_dir) if FLAGS.model_dir else (
+        minilm.load_tokenizer())
+    bench, loaded = load_benchmark_and_report(
+        FLAGS.task, data_dir=FLAGS.data_dir, scale=FLAGS.scale, tokenizer=tok,
+        max_len=32, truncate=FLAGS.truncate)
+    print(loaded.table())   # per split: read, kept, dropped per reason
+    timings.add("setup.data", time.perf_counter() - t_data)
+    # The split metrics of a base model (experiments/train_base.py) are not
+    # needed here: the runtime below answers what the stream needs.
+    base = base_cache.load_or_train_base(
+        FLAGS.task, bench, cache_dir=FLAGS.cache_dir, model_dir=FLAGS.model_dir,
+        data_key=FLAGS.data_dir or f"embedded:{FLAGS.scale}",
+        evaluate_splits=False)
+    t_base = time.perf_counter()
+    timings.add("setup.base", t_base - t_data - timings.seconds["setup.data"])
+    print(f"base model ready in {t_base - t_start:.0f} s")
+    runtime = tasks.build_runtime(FLAGS.task, bench, base, seed=FLAGS.seed,
+                            train_sub_size=FLAGS.train_sub_size,
+                            memory_size=FLAGS.memory_size)
+    mistakes = (runtime.base_mistakes() if hasattr(runtime, "base_mistakes")
+                else base.info.get("metrics", {}).get("edit_mistakes"))
+    print(data_report.base_mistakes_line(
+        None if mistakes is None else {"edit_mistakes": mistakes,
+                                       "num_edit": len(runtime.stream)},
+        FLAGS.num_edits))
   t_queries = time.perf_counter()
   timings.add("setup.queries", t_queries - t_base)
   print(f"queries cached in {t_queries - t_base:.0f} s "
         f"(memory {len(runtime.memory0)}, val memory "
         f"{len(runtime.val_memory0)})")
 
-  edit_config = tasks.edit_config(FLAGS.task, FLAGS.mode)
-  if FLAGS.keep_failed is not None:
-    edit_config = edit_config._replace(keep_failed=FLAGS.keep_failed)
+  edit_config = configs.get(FLAGS.task, FLAGS.mode,
+                            keep_failed=FLAGS.keep_failed)
   curve_every = FLAGS.curve_every or max(1, FLAGS.num_edits // 10)
   config = stream.StreamConfig(
       num_edits=FLAGS.num_edits, num_folds=FLAGS.num_folds, seed=FLAGS.seed,
-      noise_samples=pool["pool"],
-      reference_memory=FLAGS.mode == "parity",
-      max_neurons=FLAGS.max_neurons or tasks.MAX_NEURONS[FLAGS.mode],
+      **configs.stream_settings(FLAGS.task, FLAGS.mode,
+                                max_neurons=FLAGS.max_neurons),
       checkpoint_every=FLAGS.checkpoint_every, curve_every=curve_every)
   bar = _progress(FLAGS.num_edits * FLAGS.num_folds)
   done = {"n": 0, "ok": 0, "t0": time.perf_counter()}
@@ -215,7 +264,8 @@ def main(argv):
     result = distributed.gather_results(out_dir, result, rank, nproc)
     if result is None:      # not process 0: process 0 writes the outputs
       return
-  header = {"task": FLAGS.task, "num_edits": FLAGS.num_edits,
+  header = {"task": FLAGS.task, "model": FLAGS.model,
+            "num_edits": FLAGS.num_edits,
             "num_folds": FLAGS.num_folds, "mode": FLAGS.mode,
             "seed": FLAGS.seed, "data": FLAGS.data_dir or "embedded:"
             + FLAGS.scale,
@@ -240,6 +290,10 @@ def main(argv):
     print(f"GR counts only edits with rephrases; "
           f"{results['edits_without_rephrases']} of {results['edits_made']} "
           f"edited records had none")
+  flips = lambda f: f"-{f['lost']}/+{f['gained']} of {f['total']}"
+  print(f"GR before the edits {rate('GR_before')}; answers flipped "
+        f"(lost/gained): train {flips(results['TrainR_flips'])}, test "
+        f"{flips(results['TestR_flips'])}")
   print(f"GR per-edit mean {rate('GR_per_edit_mean')}; "
         f"{results['edits_made']} edits, median edit "
         f"{results['edit_time_s']['median'] * 1e3:.0f} ms, wall "

@@ -26,6 +26,7 @@ import patcher_jax as pj
 from patcher_jax import losses
 from patcher_jax import memory as memory_lib
 from patcher_jax import stream as stream_lib
+from patcher_jax import configs
 from patcher_jax import tasks
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
@@ -50,7 +51,7 @@ flags.DEFINE_integer("split_size", 0, "Cap on the edit, val and test "
                      "records (0: all; paper-size models need few: caching "
                      "their queries is slow).")
 flags.DEFINE_integer("max_neurons", None, "Neurons per edit at most (zsRE; "
-                     "as run.py: default tasks.MAX_NEURONS of the mode).")
+                     "as run.py: default configs.stream_settings of the mode).")
 flags.DEFINE_integer("seed", 0, "Seed of the mistake order and the edits.")
 flags.DEFINE_string("json", None, "Write the results here.")
 FLAGS = flags.FLAGS
@@ -158,7 +159,8 @@ def neuron_cap(runtime, mode: str) -> int:
   """Neurons per edit at most, as run.py sets it (the runtime's own cap:
   1 for FEVER)."""
   return min(runtime.max_neurons,
-             FLAGS.max_neurons or tasks.MAX_NEURONS[mode])
+             configs.stream_settings(
+                 FLAGS.task, mode, max_neurons=FLAGS.max_neurons)["max_neurons"])
 
 
 def widest_task(runtime, seed: int, max_neurons: int, candidates: int = 40):

@@ -35,7 +35,7 @@ import numpy as np
 import patcher_jax as pj  # pylint: disable=g-import-not-at-top
 from patcher_jax import editor
 from patcher_jax import memory as memory_lib
-from patcher_jax import tasks
+from patcher_jax import configs
 from patcher_jax.adapters import bart, bert
 
 FLAGS = flags.FLAGS
@@ -44,7 +44,8 @@ flags.DEFINE_enum("mode", "fast", ["fast", "parity"], "Edit mode.")
 flags.DEFINE_integer("max_steps", 0, "Cap on the steps of an edit (0: the "
                      "mode's own, 1000 fast / 2000 parity); e.g. for random "
                      "paper-size models whose edits may not converge.")
-flags.DEFINE_integer("noise_samples", 64, "Parity: noisy query pool per edit.")
+flags.DEFINE_integer("noise_samples", None, "Parity: noisy query pool per "
+                     "edit (default: the mode's, configs.stream_settings).")
 flags.DEFINE_bool("check_parity_patch", True, "Parity: also edit the first "
                   "mistake without noise on both paths and compare patches.")
 
@@ -97,16 +98,17 @@ def main(argv):
   bench, base, rt = common.load_runtime(lean=True)
   del bench, base
   task_name = FLAGS.task
-  config = tasks.edit_config(task_name, FLAGS.mode)
+  config = configs.get(task_name, FLAGS.mode)
   if FLAGS.max_steps:
     config = config._replace(max_steps=FLAGS.max_steps)
-  noise = FLAGS.noise_samples if config.noise else 0
+  noise = (FLAGS.noise_samples or configs.stream_settings(
+      task_name, FLAGS.mode)["noise_samples"]) if config.noise else 0
   empty = pj.init_bank(8, rt.dim)
   picks = common.find_mistakes(rt, empty, FLAGS.num_edits + 8, FLAGS.seed)
   n_cap = common.neuron_cap(rt, FLAGS.mode)
   rows = max(len(rt.memory_rows(0)), n_cap + 1)
   cap = lambda n: max(8, 1 << (n - 1).bit_length())
-  # memory buffers sized as the stream sizes them (stream.init_state)
+  # memory buffers sized as the stream sizes them (stream.init_fold_state)
   memory, val_memory = (memory_lib.init_memory(
       m, common.memory_capacity(len(m) + len(picks) * rows))
                         for m in (rt.memory0, rt.val_memory0))
@@ -233,7 +235,7 @@ def main(argv):
 
 def _parity_check(rt, task_name: str, idx: int) -> dict:
   """Parity settings without noise: both paths, own stop rule, one edit."""
-  config = tasks.edit_config(task_name, "parity")._replace(noise=False)
+  config = configs.get(task_name, "parity")._replace(noise=False)
   bank = pj.init_bank(8, rt.dim)
   memory = memory_lib.init_memory(rt.memory0)
   val = memory_lib.init_memory(rt.val_memory0)

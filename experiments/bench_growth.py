@@ -39,12 +39,11 @@ import jax.numpy as jnp
 import numpy as np
 
 import patcher_jax as pj
-from patcher_jax import checkpoint as ckpt_lib
-from patcher_jax import editor
 from patcher_jax import losses
 from patcher_jax import memory as memory_lib
 from patcher_jax import stream
-from patcher_jax import tasks
+from patcher_jax import configs
+from patcher_jax.timing import Timings
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("part", "stream", ["stream", "memory", "throughput"],
@@ -75,19 +74,11 @@ def run_stream(rt):
   """One real stream (stream.run, fast mode), instrumented."""
 
   compiles = common.CompileLog()
-  timers = collections.defaultdict(float)
-  calls = collections.defaultdict(int)
+  # stream.run's hooks: phase timings, a per-round callback (the probe)
+  timings = Timings()
+  probe_s = {"total": 0.0}
 
-  def timed(name, fn):
-    def wrapper(*args, **kwargs):
-      t0 = time.perf_counter()
-      out = fn(*args, **kwargs)
-      timers[name] += time.perf_counter() - t0
-      calls[name] += 1
-      return out
-    return wrapper
-
-  config = tasks.edit_config(FLAGS.task)
+  config = configs.get(FLAGS.task)
   n_cap = common.neuron_cap(rt, "fast")
   scfg = stream.StreamConfig(num_edits=FLAGS.num_edits, seed=FLAGS.seed,
                              checkpoint_every=FLAGS.checkpoint_every,
@@ -115,53 +106,41 @@ def run_stream(rt):
         rt.tail, bank, probe_task, mem, mem, jax.random.PRNGKey(1), 0,
         config=probe_cfg, num_steps=FLAGS.probe_steps))
 
-  after_edit = timed("after_edit", rt.after_edit)   # without the probe
-  timed_probe = timed("probe", probe)
-
-  def after_edit_and_probe(bank, i):
-    out = after_edit(bank, i)
-    edited.append(i)
-    if len(edited) in probes_at:
+  def on_round(state, prog):
+    """Probe the bank at the chosen edit counts (not part of any phase)."""
+    edited[:] = [r["stream_index"] for r in prog.records]
+    if len(edited) in probes_at and len(edited) not in {
+        p["edits"] for p in probes}:
       compiles.phase = "probe"
-      t = timed_probe(bank)
+      bank = jax.tree.map(lambda a: a[0], state.bank)
+      t = probe(bank)
+      probe_s["total"] += t
       probes.append({"edits": len(edited), "probe_s": t,
                      "per_step_ms": t / FLAGS.probe_steps * 1e3,
                      "bank_neurons": int(bank.size)})
       compiles.phase = "stream"
-    return out
 
-  rt.mistakes = timed("check", rt.mistakes)
-  rt.edit_task = timed("task", rt.edit_task)
-  rt.after_edit = after_edit_and_probe
-  edit_counter = common.Counter(editor.edit)
-  editor.edit = edit_counter         # stream.run jits editor.edit
-  save = ckpt_lib.save
-  ckpt_lib.save = timed("checkpoint", save)
-  append = stream._append_memories  # pylint: disable=protected-access
-  stream._append_memories = timed("memory_append", append)  # pylint: disable=protected-access
-
-  marks, last = [], {"t": time.perf_counter(), "timers": {}}
+  marks, last = [], {"t": time.perf_counter(), "timers": {}, "probe": 0.0}
 
   def on_edit(rec):
     now = time.perf_counter()
-    snap = dict(timers)
+    snap = dict(timings.seconds)
     parts = {k: v - last["timers"].get(k, 0.0) for k, v in snap.items()}
     # a probe is no part of the stream: drop it from the wall time
-    rec = dict(rec, wall_s=now - last["t"] - parts.get("probe", 0.0),
+    rec = dict(rec, wall_s=now - last["t"] - (probe_s["total"] - last["probe"]),
                parts=parts, compiles=len([e for e in compiles.events
                                           if e[0] == "stream"]))
     marks.append(rec)
-    last.update(t=now, timers=snap)
+    last.update(t=now, timers=snap, probe=probe_s["total"])
 
   compiles.phase = "stream"
   t0 = time.perf_counter()
   with tempfile.TemporaryDirectory(prefix="bench_growth_") as ckpt_dir:
     result = stream.run(rt, config, scfg, checkpoint_dir=(
         ckpt_dir if FLAGS.checkpoint_every else None), on_edit=on_edit,
+                        on_round=on_round, timings=timings,
                         log=lambda *a: None)
-  wall = time.perf_counter() - t0 - timers["probe"]
-  editor.edit, ckpt_lib.save, stream._append_memories = (  # pylint: disable=protected-access
-      edit_counter.fn, save, append)
+  wall = time.perf_counter() - t0 - probe_s["total"]
   records = marks
   windows = []
   for k in sorted(probes_at):
@@ -177,8 +156,8 @@ def run_stream(rt):
         "wall_s": statistics.median(r["wall_s"] for r in w),
         "parts_mean_s": {k2: float(np.mean([r["parts"].get(k2, 0.0)
                                             for r in w]))
-                         for k2 in ("check", "task", "after_edit",
-                                    "memory_append", "checkpoint")},
+                         for k2 in ("next_mistake", "edit", "after_edit",
+                                    "memory_append", "checkpoint", "curve")},
     })
   steps = [r["steps"] for r in records]
   neurons = [r["neurons"] for r in records]
@@ -189,8 +168,7 @@ def run_stream(rt):
       "first_edit_s": records[0]["edit_time_s"] if records else None,
       "edit_s": common.summary(edit_s),
       "wall_per_edit_s": common.summary([r["wall_s"] for r in records[1:]]),
-      "totals_s": {k: round(v, 2) for k, v in timers.items()},
-      "calls": dict(calls),
+      "totals_s": timings.as_dict(),
       "steps": {"median": float(np.median(steps)),
                 "p90": float(np.percentile(steps, 90)), "max": max(steps)},
       "neurons_per_edit": {"mean": float(np.mean(neurons)),
@@ -200,7 +178,6 @@ def run_stream(rt):
       "train_success": float(np.mean([r["train_success"] for r in records])),
       "skipped_no_wrong_token": len(result["skipped"]),
       "compiles": {
-          "edit_fn_traces": edit_counter.traces,
           "stream": compiles.summary("stream"),
           # any compile (edit loop, checks, evaluation) after edit 10
           "stream_after_edit_10": (records[-1]["compiles"]
@@ -219,7 +196,7 @@ def run_memory(rt):
   """Step cost of one edit as the memory set grows; the memory loss alone,
   computed the current way (top rows) and the dense way (before)."""
 
-  config = tasks.edit_config(FLAGS.task)
+  config = configs.get(FLAGS.task)
   forced = common.forced(config)
   empty = pj.init_bank(8, rt.dim)
   # a probe with as many neurons as the task allows (zsRE: up to the cap)
@@ -272,7 +249,7 @@ def run_memory(rt):
 
 def run_throughput(rt):
   """Edits per second of stream.run with n folds in lock step."""
-  config = tasks.edit_config(FLAGS.task)
+  config = configs.get(FLAGS.task)
   out = []
   for folds in [int(f) for f in FLAGS.folds.split(",")]:
     scfg = stream.StreamConfig(num_edits=FLAGS.num_edits, num_folds=folds,

@@ -26,7 +26,7 @@ import numpy as np
 
 from patcher_jax import editor  # pylint: disable=g-import-not-at-top
 from patcher_jax import memory as memory_lib
-from patcher_jax import tasks
+from patcher_jax import configs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("iters", 200, "Loop iterations per timing.")
@@ -91,7 +91,7 @@ def profile(tail, task, memory, config, iters: int, repeats: int) -> dict:
 def main(argv):
   del argv
   _, _, rt = common.load_runtime(lean=True)
-  config = tasks.edit_config(FLAGS.task, "fast")
+  config = configs.get(FLAGS.task, "fast")
   task = common.widest_task(rt, FLAGS.seed, common.neuron_cap(rt, "fast"))
   memory = memory_lib.init_memory(
       rt.memory0, common.memory_capacity(len(rt.memory0)))

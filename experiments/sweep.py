@@ -66,7 +66,7 @@ def parse_setting(text: str, config):
 
 def main(argv):
   del argv
-  from patcher_jax import metrics, stream, tasks  # pylint: disable=g-import-not-at-top
+  from patcher_jax import configs, metrics, stream, tasks  # pylint: disable=g-import-not-at-top
   from patcher_jax.data import load_benchmark  # pylint: disable=g-import-not-at-top
   from patcher_jax.models import base_cache  # pylint: disable=g-import-not-at-top
   bench = load_benchmark(FLAGS.task)
@@ -78,8 +78,10 @@ def main(argv):
                                 memory_size=FLAGS.memory_size)
   rows = []
   for text in FLAGS.settings.split(";"):
-    config = parse_setting(text, tasks.edit_config(FLAGS.task, FLAGS.mode))
-    pool = parse_pool(text, tasks.pool_settings(FLAGS.task, FLAGS.mode))
+    config = parse_setting(text, configs.get(FLAGS.task, FLAGS.mode))
+    settings = configs.stream_settings(FLAGS.task, FLAGS.mode)
+    pool = parse_pool(text, {"pool": settings.pop("noise_samples"),
+                             "word_drop": 0.0, "pool_dropout": True})
     runtime.pool_word_drop = pool["word_drop"]
     runtime.pool_dropout = pool["pool_dropout"]
     t0 = time.perf_counter()
@@ -87,8 +89,7 @@ def main(argv):
                      stream.StreamConfig(
                          num_edits=FLAGS.num_edits, seed=FLAGS.seed,
                          checkpoint_every=0, noise_samples=pool["pool"],
-                         reference_memory=FLAGS.mode == "parity",
-                         max_neurons=tasks.MAX_NEURONS[FLAGS.mode]),
+                         **settings),
                      log=lambda *_: None)
     summary = metrics.summarize(out["records"], out["folds"])
     times = [r["edit_time_s"] for r in out["records"][2:]]  # after compiles

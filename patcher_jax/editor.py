@@ -20,6 +20,7 @@ from typing import NamedTuple, Optional
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from patcher_jax import losses
@@ -33,18 +34,24 @@ from patcher_jax.tail import Tail
 
 
 class EditConfig(NamedTuple):
-  """Static settings of one edit (hashable: a jit static argument)."""
+  """Static settings of one edit (hashable: a jit static argument).
+
+  The defaults are fast mode; `patcher_jax.configs` holds the parity mode
+  and each task's settings (`configs.get(task, mode)`).
+  """
   copies: int = 1                 # B: copies of the edit per step
   noise: bool = False             # draw copies from the noisy query pool and
                                   # apply the tail's dropouts while training
-  max_steps: int = 2000
+  max_steps: int = 1000
   stop_rule: str = "margins"      # "margins" | "val_plateau" | "success"
                                   # | "steps" (never early: run max_steps)
   check_every: int = 1
   check_start: int = 0            # first step index (0-based) that may stop
   stop_tolerance: float = 1e-3
   lr: float = 0.01
-  weight_decay: float = 0.01      # coupled L2, as torch Adam's weight_decay
+  weight_decay: float = 0.0       # coupled L2, as torch Adam's weight_decay
+                                  # (fast: none, a full-size value init
+                                  # can stall under the pull)
   clip_norm: float = 5.0
   plateau_factor: float = 0.5
   plateau_patience: int = 1
@@ -57,7 +64,7 @@ class EditConfig(NamedTuple):
   mem_k2: int = 125               # top-1000 over 8 duplicates == top-125
   gamma: float = 3.0              # l_m1 margin
   beta: float = -3.0              # l_m2 margin
-  value_init: str = "reference"   # see patch.init_neurons
+  value_init: str = "direction"   # see patch.init_neurons
   amplifier: float = 10.0
   keep_failed: bool = False       # merge a failed edit's neurons anyway
   edit_margin: float = 0.0        # "margins" rule: the fix must hold by this
@@ -71,25 +78,6 @@ class EditConfig(NamedTuple):
                                   # variants of the edit, at no head cost
   pool_stop: bool = False         # ... and the margins stop rule asks the
                                   # pool's pre-activations to hold them too
-
-
-def parity_config(**overrides) -> EditConfig:
-  """The reference's defaults (ALGORITHM.md section 3)."""
-  base = EditConfig(copies=8, noise=True, max_steps=2000,
-                    stop_rule="val_plateau", check_every=25, check_start=100,
-                    value_init="reference", keep_failed=True)
-  return base._replace(**overrides)
-
-
-def fast_config(**overrides) -> EditConfig:
-  """Stop at the first step where the edit and the margins hold."""
-  # No weight decay: with the value starting at full size (amplifier 1) the
-  # coupled L2 pull can stall an edit that needs a large value.
-  base = EditConfig(copies=1, noise=False, max_steps=1000,
-                    stop_rule="margins", check_every=1, check_start=0,
-                    value_init="direction", keep_failed=False,
-                    edit_margin=0.0, weight_decay=0.0)
-  return base._replace(**overrides)
 
 
 class EditTask(NamedTuple):
@@ -199,6 +187,22 @@ def make_edit_task(tail: Tail, bank: PatchBank, queries, targets, target_mask,
       noisy_base_delta=patch_lib.bank_output(bank, noisy_queries, tail.act),
       targets=targets, target_mask=target_mask,
       neuron_pos=pos, neuron_mask=neuron_mask)
+
+
+def fit_slots(task: EditTask) -> Optional[EditTask]:
+  """`task` with its neuron slots cut to a power of two >= the neurons it
+  uses (None if it uses none). The cut slots are masked: they change no
+  loss, gradient or output, only the work of every step.
+
+  Example:
+    task = fit_slots(make_edit_task(tail, bank, q, y, m, max_neurons=8))
+  """
+  used = int(np.asarray(task.neuron_mask).sum())   # a prefix mask
+  if not used:
+    return None
+  slots = min(task.neuron_mask.shape[-1], 1 << (used - 1).bit_length())
+  return task._replace(neuron_pos=task.neuron_pos[..., :slots],
+                       neuron_mask=task.neuron_mask[..., :slots])
 
 
 def task_width(num_positions: int, total: int, floor: int = 4) -> int:
@@ -430,9 +434,7 @@ def initial_neurons(tail: Tail, task: EditTask, rng: chex.PRNGKey,
       task.neuron_pos]                                            # [n, d]
   direction = -g / jnp.maximum(jnp.linalg.norm(g, axis=-1, keepdims=True),
                                1e-12)
-  ffn = tail.ffn
-  ffn_out = (tail.act(q0 @ ffn["fc1"]["kernel"] + ffn["fc1"]["bias"])
-             @ ffn["fc2"]["kernel"] + ffn["fc2"]["bias"])
+  ffn_out = tail_lib.ffn_output(tail, q0)
   scale = jnp.linalg.norm(ffn_out, axis=-1, keepdims=True)
   # Divide by act(1): the neuron's initial activation on its own query.
   scale = scale / tail.act(jnp.ones((), q0.dtype))
@@ -457,6 +459,37 @@ def _plateau_update(p: _Plateau, lr, metric, config: EditConfig):
   return _Plateau(best, bad), lr
 
 
+def val_plateau_stop(ok, val_mem, best_val, n_ok, tolerance: float = 1e-3):
+  """The reference's stop decision at one check (ALGORITHM.md 3.9).
+
+  At a check where the edit is right (`ok`), its val-memory loss joins the
+  list; stop when it is not lower than the best earlier one by more than
+  `tolerance` (so two successful checks at least). Failed checks change
+  nothing.
+
+  Args:
+    ok: bool, the edit is right at this check (and the check counts).
+    val_mem: the memory loss on the val memory at this check.
+    best_val: the lowest val_mem of the earlier successful checks (inf).
+    n_ok: how many successful checks came before.
+    tolerance: the improvement that counts.
+
+  Returns:
+    (stop, best_val, n_ok) after this check.
+
+  Example:
+    >>> stop, best, n = val_plateau_stop(True, 2.0, jnp.inf, 0)
+    >>> bool(stop), float(best), int(n)
+    (False, 2.0, 1)
+    >>> bool(val_plateau_stop(True, 1.9995, best, n)[0])
+    True
+  """
+  ok = jnp.asarray(ok)
+  stop = ok & (n_ok > 0) & ~(val_mem < best_val - tolerance)
+  best_val = jnp.where(ok, jnp.minimum(best_val, val_mem), best_val)
+  return stop, best_val, n_ok + ok.astype(jnp.int32)
+
+
 class _Loop(NamedTuple):
   state: EditState
   plateau: _Plateau
@@ -479,7 +512,7 @@ def edit(tail: Tail, bank: PatchBank, task: EditTask, memory: Memory,
     val_memory: val memory for the parity stop rule (may equal `memory`).
     rng: PRNG key.
     edit_id: int id recorded in the bank for the new neurons.
-    config: static settings (`parity_config()` / `fast_config()`).
+    config: static settings (`configs.get(task, mode)`).
     full: run the whole model at every step instead of the cached tail (the
       reference's cost; for benchmarks and equivalence tests).
     num_steps: optional traced cap on the steps (at most `config.max_steps`);
@@ -548,9 +581,8 @@ def edit(tail: Tail, bank: PatchBank, task: EditTask, memory: Memory,
       plateau, lr = _plateau_update(plateau, lr, ev.edit, config)
       ok = _success(ev) & (step >= config.check_start)
       if config.stop_rule == "val_plateau":
-        stop = ok & (n_ok > 0) & ~(val_mem < best_val - config.stop_tolerance)
-        best_val = jnp.where(ok, jnp.minimum(best_val, val_mem), best_val)
-        n_ok = n_ok + ok.astype(jnp.int32)
+        stop, best_val, n_ok = val_plateau_stop(ok, val_mem, best_val, n_ok,
+                                                config.stop_tolerance)
       elif config.stop_rule == "steps":
         stop = jnp.zeros((), bool)
       else:

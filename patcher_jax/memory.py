@@ -61,7 +61,18 @@ def ensure_capacity(memory: Memory, extra: int) -> Memory:
   new_cap = cap
   while size + extra > new_cap:
     new_cap *= 2
-  pad = new_cap - cap
+  return grow(memory, new_cap)
+
+
+def grow(memory: Memory, capacity: int) -> Memory:
+  """The same memory in a buffer of `capacity` rows (outside jit; never
+  shrinks). Works on stacked memories [..., M, d] too.
+
+  Example:
+    >>> grow(init_memory(jnp.ones((3, 2))), 8).queries.shape
+    (8, 2)
+  """
+  pad = max(capacity - memory.queries.shape[-2], 0)
   widths = lambda a, axis: [(0, pad) if i == a.ndim + axis else (0, 0)
                             for i in range(a.ndim)]
   return Memory(jnp.pad(memory.queries, widths(memory.queries, -2)),
@@ -99,7 +110,7 @@ def top_pre_activations(memory: Memory, keys, biases, k: int):
   read of the buffer). Exact for any loss that sees h only through each
   neuron's top-k values, as the memory loss does (`losses.memory_loss_top`).
   The mask is False where fewer than k rows are valid. The pass reads the
-  whole buffer: keep preallocated buffers tight (see stream.init_state).
+  whole buffer: keep preallocated buffers tight (see stream.init_fold_state).
   """
   k = min(k, memory.queries.shape[0])
   keys_sg, biases_sg = jax.lax.stop_gradient((keys, biases))

@@ -224,6 +224,39 @@ def drop_edit(bank: PatchBank, edit_id) -> PatchBank:
       values=jnp.where(hit[:, None], 0.0, bank.values))
 
 
+def compact(bank: PatchBank) -> PatchBank:
+  """Live neurons moved to the first slots, in order; the rest emptied
+  (outside jit, single bank). After `drop_edit`, the result equals slot for
+  slot a bank that never received the dropped edit.
+
+  Example:
+    >>> b = init_bank(4, 2)
+    >>> n = Neurons(jnp.ones((2, 2)), jnp.zeros(2), jnp.ones((2, 2)),
+    ...             jnp.ones((2, 2)))
+    >>> b = add_neurons(add_neurons(b, n, jnp.array([True, False]), 0),
+    ...                 n, jnp.array([True, False]), 1)
+    >>> compact(drop_edit(b, 0)).edit_ids.tolist(), int(compact(b).size)
+    ([1, -1, -1, -1], 2)
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  live = np.asarray(bank.live)
+  order = np.concatenate([np.flatnonzero(live), np.flatnonzero(~live)])
+  n = int(live.sum())
+  empty = init_bank(bank.capacity, bank.dim, bank.keys.dtype)
+
+  def take(a, blank):
+    a = np.asarray(a)[order]
+    a[n:] = np.asarray(blank)[n:]
+    return jnp.asarray(a)
+
+  return PatchBank(keys=take(bank.keys, empty.keys),
+                   biases=take(bank.biases, empty.biases),
+                   values=take(bank.values, empty.values),
+                   live=take(bank.live, empty.live),
+                   edit_ids=take(bank.edit_ids, empty.edit_ids),
+                   size=jnp.asarray(n, jnp.int32))
+
+
 def live_neurons(bank: PatchBank) -> dict:
   """Read the live neurons out as numpy arrays (outside jit)."""
   import numpy as np  # pylint: disable=g-import-not-at-top

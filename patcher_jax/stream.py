@@ -96,8 +96,8 @@ def _memory_capacity(n: int) -> int:
   return max(1024, -(-n // 1024) * 1024)
 
 
-def init_state(runtime, config: StreamConfig, rows_per_edit: int,
-               num_slots: int) -> FoldState:
+def init_fold_state(runtime, config: StreamConfig, rows_per_edit: int,
+                    num_slots: int) -> FoldState:
   """Empty banks and the initial memories, preallocated for the whole run."""
   f = num_slots
   # Sized for ~2 neurons an edit (zsRE averages 1.5; the worst case, 16,
@@ -149,8 +149,8 @@ def _arrays(state: FoldState, runtime) -> Dict[str, Any]:
 def _from_arrays(arrays: Dict[str, Any], runtime, config: StreamConfig,
                  num_slots: int) -> FoldState:
   """The state `_arrays` saved (bit-identical buffers)."""
-  state = init_state(runtime, config, _rows_per_edit(runtime, config),
-                     num_slots)
+  state = init_fold_state(runtime, config, _rows_per_edit(runtime, config),
+                          num_slots)
   mems = {}
   for name, start in (("memory", len(runtime.memory0)),
                       ("val_memory", len(runtime.val_memory0))):
@@ -239,6 +239,8 @@ def run(runtime, edit_config: editor.EditConfig, config: StreamConfig, *,
       _maybe_checkpoint(ctx, state, prog, final=all(prog.finished))
     if on_round:
       on_round(state, prog)
+  with timings.phase("curve"):
+    _maybe_curve_point(ctx, state, prog, final=True)
   with timings.phase("checkpoint"):
     _maybe_checkpoint(ctx, state, prog, final=True)
   with timings.phase("final_metrics"):
@@ -255,7 +257,7 @@ def _start(runtime, edit_config, config, folds, checkpoint_dir, resume,
   folds = list(range(config.num_folds)) if folds is None else list(folds)
   n = len(folds)
   orders = fold_orders(len(runtime.stream), config.num_folds, config.seed)
-  state = init_state(runtime, config, _rows_per_edit(runtime, config), n)
+  state = init_fold_state(runtime, config, _rows_per_edit(runtime, config), n)
   prog = Progress(0, folds, [0] * n, [0] * n, [False] * n, [], [], [])
   mngr = ckpt_lib.manager(checkpoint_dir) if checkpoint_dir else None
   if mngr is not None and resume:
@@ -334,12 +336,18 @@ def _record_round(ctx: _Run, state: FoldState, prog: Progress, picks, stats,
                   edit_s) -> List[Dict[str, Any]]:
   """Check each edited record and its rephrases; advance the cursors."""
   records = []
+  stats = jax.device_get(stats)       # one transfer for all folds
   for slot, pick in enumerate(picks):
     if pick is None:
       continue
     idx = pick[0]
-    ok, r_ok, r_n = ctx.runtime.after_edit(_unstack(state.bank, slot), idx)
-    st = jax.tree.map(lambda a: np.asarray(a[slot]).item(), stats)
+    bank = _unstack(state.bank, slot)
+    ok, r_ok, r_n = ctx.runtime.after_edit(bank, idx)
+    # the bank before this edit: the same without this edit's neurons
+    described = _describe(ctx.runtime,
+                          patch_lib.drop_edit(bank, prog.edits[slot]), bank,
+                          idx)
+    st = jax.tree.map(lambda a: a[slot].item(), stats)
     rec = {
         "fold": prog.folds[slot], "edit": prog.edits[slot],
         "stream_index": int(idx), "id": ctx.runtime.stream[idx].id,
@@ -349,6 +357,7 @@ def _record_round(ctx: _Run, state: FoldState, prog: Progress, picks, stats,
         "edit_time_s": edit_s, "loss": st.loss, "edit_loss": st.edit_loss,
         "act_loss": st.act_loss, "mem_loss1": st.mem_loss1,
         "mem_loss2": st.mem_loss2, "margins_ok": bool(st.margins_ok),
+        **described,
     }
     prog.records.append(rec)
     records.append(rec)
@@ -359,9 +368,15 @@ def _record_round(ctx: _Run, state: FoldState, prog: Progress, picks, stats,
   return records
 
 
-def _maybe_curve_point(ctx: _Run, state: FoldState, prog: Progress) -> None:
+def _maybe_curve_point(ctx: _Run, state: FoldState, prog: Progress,
+                       final: bool = False) -> None:
+  """A curve point every `curve_every` rounds, and at the last round (a run
+  can end between points, or run out of mistakes early)."""
   every = ctx.config.curve_every
-  if every and prog.rounds % every == 0:
+  if not every or not prog.rounds or (
+      prog.curve and prog.curve[-1]["round"] == prog.rounds):
+    return
+  if prog.rounds % every == 0 or final:
     if "curve_base" not in ctx.memo:
       ctx.memo["curve_base"] = _curve_base(ctx.runtime, ctx.config)
     prog.curve.append(_curve_point(ctx.runtime, state, prog, ctx.config,
@@ -409,7 +424,7 @@ def summarize(result: Dict[str, Any]) -> Dict[str, Any]:
     upto = [r for r in result["records"] if r["edit"] < c["round"]]
     point = {"edits": c["round"]}
     point.update({k: v for k, v in metrics_lib.summarize(upto, []).items()
-                  if k in ("SR", "GR", "GR_per_edit_mean")})
+                  if k in ("SR", "GR", "GR_per_edit_mean", "GR_before")})
     for name in ("ER", "TrainR", "TestR"):
       point[name] = metrics_lib.mean_over_folds(
           [f[name] for f in c["per_fold"].values()])
@@ -421,10 +436,19 @@ def _neurons_per_edit(runtime, config: StreamConfig) -> int:
   return min(runtime.max_neurons, config.max_neurons)
 
 
+def _memory_copies(config: StreamConfig) -> int:
+  """Copies an edit's rows come in (0: deduplicated rows)."""
+  return config.memory_copies if config.reference_memory else 0
+
+
 def _rows_per_edit(runtime, config: StreamConfig) -> int:
-  rows = max(len(runtime.memory_rows(0)), 1) if len(runtime.stream) else 1
-  rows = max(rows, _neurons_per_edit(runtime, config) + 1)
-  return rows * (config.memory_copies if config.reference_memory else 1)
+  """Memory rows an edit usually adds (record 0's; `_append_memories` makes
+  room for more)."""
+  copies = _memory_copies(config)
+  rows = (len(runtime.memory_rows(0, copies)) if len(runtime.stream) else 1)
+  if not copies:
+    rows = max(rows, _neurons_per_edit(runtime, config) + 1)
+  return max(rows, 1)
 
 
 def _next_mistake(runtime, bank, order, prog: Progress, slot: int,
@@ -463,25 +487,52 @@ def _append_all(memory: Memory, val_memory: Memory, rows, mask):
 
 def _append_memories(state: FoldState, runtime, picks,
                      config: StreamConfig) -> FoldState:
-  """Each edited record's queries join its fold's train and val memory."""
+  """Each edited record's queries join its fold's train and val memory (the
+  reference's rows per task with `reference_memory`, else deduplicated);
+  the buffers grow if a long answer's rows would not fit."""
+  copies = _memory_copies(config)
+  per_pick = []
+  for pick in picks:
+    r = np.zeros((0, runtime.dim), np.float32)
+    if pick is not None:
+      r = np.asarray(runtime.memory_rows(pick[0], copies))
+      if not copies:
+        r = memory_lib.deduplicate(r)
+    per_pick.append(r)
   width = _rows_per_edit(runtime, config)
+  longest = max(len(r) for r in per_pick)
+  if longest > width:           # a few widths, a few compiles
+    width = -(-longest // 8) * 8
   rows = np.zeros((len(picks), width, runtime.dim), np.float32)
   mask = np.zeros((len(picks), width), bool)
-  for slot, pick in enumerate(picks):
-    if pick is None:
-      continue
-    r = np.asarray(runtime.memory_rows(pick[0]))
-    if config.reference_memory:
-      # the reference flattens its 8 copies and keeps rows [1:-1]
-      r = np.tile(r, (config.memory_copies, 1))[1:-1]
-    else:
-      r = memory_lib.deduplicate(r)
-    r = r[:width]
+  for slot, r in enumerate(per_pick):
     rows[slot, :len(r)] = r
     mask[slot, :len(r)] = True
-  memory, val_memory = _append_all(state.memory, state.val_memory,
-                                   jnp.asarray(rows), jnp.asarray(mask))
+  grown = [_room_for(m, longest) for m in (state.memory, state.val_memory)]
+  memory, val_memory = _append_all(*grown, jnp.asarray(rows),
+                                   jnp.asarray(mask))
   return state._replace(memory=memory, val_memory=val_memory)
+
+
+def _room_for(memory: Memory, extra: int) -> Memory:
+  """`memory` with room for `extra` more rows: grown by a quarter (whole
+  blocks; every edit step reads the whole buffer, so never doubled), which
+  recompiles the edit once."""
+  cap, size = memory.queries.shape[-2], int(np.max(memory.size))
+  if size + extra <= cap:
+    return memory
+  return memory_lib.grow(memory, _memory_capacity(size + extra + cap // 4))
+
+
+def _describe(runtime, bank_before, bank_after, idx: int) -> Dict[str, Any]:
+  """What an edit did to its record, for edits.jsonl: the input, the target,
+  the model's answer right before and after the edit, and how many of the
+  record's rephrases the unedited model got right (for GR_before)."""
+  before, = runtime.answers(bank_before, [idx])
+  after, = runtime.answers(bank_after, [idx])
+  return {"input": runtime.stream[idx].input, "target": runtime.target(idx),
+          "answer_before": before, "answer_after": after,
+          "rephrase_correct_before": runtime.rephrases_before(idx)[0]}
 
 
 def _edited(prog: Progress, slot: int) -> List[int]:
@@ -498,12 +549,18 @@ def _curve_base(runtime, config: StreamConfig) -> Dict[str, float]:
 
 def _curve_point(runtime, state, prog: Progress, config: StreamConfig,
                  base: Dict[str, float]) -> Dict[str, Any]:
-  """Per fold: ER now, and TrainR/TestR on small subsets, for the plot."""
+  """Per fold, for the plot: ER and TrainR/TestR now, each on at most
+  `curve_size` records (past edits evenly spaced over the stream so far;
+  the final metrics use every record)."""
   per_fold = {}
   for slot, fold in enumerate(prog.folds):
     bank = _unstack(state.bank, slot)
+    edited = _edited(prog, slot)
+    if len(edited) > config.curve_size:
+      picks = np.linspace(0, len(edited) - 1, config.curve_size).round()
+      edited = [edited[int(i)] for i in picks]
     per_fold[str(fold)] = {
-        "ER": runtime.stream_accuracy(bank, _edited(prog, slot)),
+        "ER": runtime.stream_accuracy(bank, edited),
         "TrainR": metrics_lib.retention_ratio(runtime.accuracy(
             bank, "train", limit=config.curve_size), base["train"]),
         "TestR": metrics_lib.retention_ratio(runtime.accuracy(
@@ -513,18 +570,25 @@ def _curve_point(runtime, state, prog: Progress, config: StreamConfig,
 
 
 def _finals(runtime, state, prog: Progress) -> List[Dict[str, Any]]:
+  """Per fold: ER, final and base accuracies, and the answers that flipped."""
   finals = []
   empty = patch_lib.init_bank(8, runtime.dim)
-  base_train = runtime.accuracy(empty, "train")
-  base_test = runtime.accuracy(empty, "test")
+  base = {s: runtime.split_correct(empty, s) for s in ("train", "test")}
   for slot, fold in enumerate(prog.folds):
     bank = _unstack(state.bank, slot)
+    final = {s: runtime.split_correct(bank, s) for s in ("train", "test")}
     finals.append({
         "fold": fold, "edits": prog.edits[slot],
         "er": runtime.stream_accuracy(bank, _edited(prog, slot)),
-        "train_acc": runtime.accuracy(bank, "train"),
-        "test_acc": runtime.accuracy(bank, "test"),
-        "base_train_acc": base_train, "base_test_acc": base_test,
+        "train_acc": _mean(final["train"]), "test_acc": _mean(final["test"]),
+        "base_train_acc": _mean(base["train"]),
+        "base_test_acc": _mean(base["test"]),
+        "train_flips": metrics_lib.flips(base["train"], final["train"]),
+        "test_flips": metrics_lib.flips(base["test"], final["test"]),
         "neurons": int(np.asarray(bank.size)),
     })
   return finals
+
+
+def _mean(right: np.ndarray) -> float:
+  return float(np.mean(right)) if len(right) else float("nan")

@@ -1,8 +1,12 @@
 """The tail: everything from the patched FFN's input to the model's logits.
 
 BERT's last encoder layer and BART's last decoder layer end the same way
-(post-LayerNorm):   y = LayerNorm(q + dropout(fc2(dropout_a(act(fc1(q)))) + delta))
+(layout "post_ln"):  y = LayerNorm(q + dropout(fc2(dropout_a(act(fc1(q)))) + delta))
 where q is the FFN input (also the residual) and delta is what the patch adds.
+A Llama's last layer (layout "pre_rms") is pre-norm, then the model's final
+RMSNorm:  y = RMSNorm_f(h + down(silu(gate(n)) * up(n)) + delta), n = RMSNorm(h)
+where h is the residual stream entering the MLP block and the query is
+q = (h - center) / scale (see adapters/llama.py).
 The tail is position-wise, so an edit step runs it on the few cached queries that
 matter (BERT: [CLS]; BART: the answer positions), never the layers below.
 
@@ -44,9 +48,12 @@ class Tail:
     hidden_dropout: dropout on the FFN output (train mode only).
     activation_dropout: dropout on the FFN activations, patch included.
     head_dropout: dropout inside the head (BERT's classifier dropout).
-    act: the FFN activation (also the patch's).
+    act: the patch neurons' activation (post_ln: also the FFN's).
     objective_fn: optional fused head + loss + wrong (see ObjectiveFn); used
       by `tail_objective` when the head has no dropout to apply.
+    layout: "post_ln" (ffn: fc1, fc2, norm {scale, bias}) or "pre_rms"
+      (ffn: norm_in {scale}, gate, up, down kernels, norm {scale}: the final
+      RMSNorm, center [d] and scale []: h = q * scale + center; no dropout).
   """
   ffn: Any
   head: Any
@@ -60,6 +67,7 @@ class Tail:
   act: Callable = struct.field(pytree_node=False, default=patch_lib.gelu)
   objective_fn: Optional[ObjectiveFn] = struct.field(pytree_node=False,
                                                      default=None)
+  layout: str = struct.field(pytree_node=False, default="post_ln")
 
 
 def dropout(rng: chex.PRNGKey, x: chex.Array, rate: float) -> chex.Array:
@@ -79,19 +87,58 @@ def layer_norm(x, scale, bias, eps):
   return (x - mean) * (jax.lax.rsqrt(var + eps) * scale) + bias
 
 
-def ffn_hidden(tail: Tail, q: chex.Array, delta: chex.Array,
-               rng: chex.PRNGKey, train: bool) -> chex.Array:
-  """Output of the patched layer: LN(q + dropout(fc2(act(fc1 q)) + delta))."""
+def rms_norm(x, scale, eps):
+  """transformers' FlaxLlamaRMSNorm arithmetic."""
+  var = jnp.mean(jnp.square(x), axis=-1, keepdims=True)
+  return scale * (x / jnp.sqrt(var + eps))
+
+
+def ffn_output(tail: Tail, q: chex.Array, rng: Optional[chex.PRNGKey] = None,
+               train: bool = False) -> chex.Array:
+  """The frozen FFN's own output at queries q [..., d] (no patch, no output
+  dropout): what the patch's delta is added to."""
   p = tail.ffn
-  r_act, r_out = jax.random.split(rng)
+  if tail.layout == "pre_rms":
+    n = rms_norm(residual(tail, q), p["norm_in"]["scale"], tail.norm_eps)
+    return (jax.nn.silu(n @ p["gate"]) * (n @ p["up"])) @ p["down"]
   h = tail.act(q @ p["fc1"]["kernel"] + p["fc1"]["bias"])
   if train:
-    h = dropout(r_act, h, tail.activation_dropout)
-  out = h @ p["fc2"]["kernel"] + p["fc2"]["bias"] + delta
+    h = dropout(rng, h, tail.activation_dropout)
+  return h @ p["fc2"]["kernel"] + p["fc2"]["bias"]
+
+
+def residual(tail: Tail, q: chex.Array) -> chex.Array:
+  """The residual stream at the patched FFN, from its query: q itself
+  (post_ln), or h = q * scale + center (pre_rms: the query is the residual
+  centred and scaled, see adapters/llama.py)."""
+  if tail.layout == "pre_rms":
+    return q * tail.ffn["scale"] + tail.ffn["center"]
+  return q
+
+
+def norm(tail: Tail, x: chex.Array) -> chex.Array:
+  """The normalisation after the residual add (LayerNorm or RMSNorm)."""
+  p = tail.ffn["norm"]
+  if tail.layout == "pre_rms":
+    return rms_norm(x, p["scale"], tail.norm_eps)
+  return layer_norm(x, p["scale"], p["bias"], tail.norm_eps)
+
+
+def norm_spread(tail: Tail, x: chex.Array) -> chex.Array:
+  """What that normalisation divides by (std or root mean square) [...]."""
+  if tail.layout == "pre_rms":
+    return jnp.sqrt(jnp.mean(jnp.square(x), axis=-1))
+  return jnp.std(x, axis=-1)
+
+
+def ffn_hidden(tail: Tail, q: chex.Array, delta: chex.Array,
+               rng: chex.PRNGKey, train: bool) -> chex.Array:
+  """Output of the patched layer: norm(q + dropout(ffn(q) + delta))."""
+  r_act, r_out = jax.random.split(rng)
+  out = ffn_output(tail, q, r_act, train) + delta
   if train:
     out = dropout(r_out, out, tail.hidden_dropout)
-  return layer_norm(q + out, p["norm"]["scale"], p["norm"]["bias"],
-                    tail.norm_eps)
+  return norm(tail, residual(tail, q) + out)
 
 
 def tail_logits(tail: Tail, q: chex.Array, delta: chex.Array,

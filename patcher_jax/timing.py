@@ -37,6 +37,18 @@ class Timings:
     self.seconds[name] = self.seconds.get(name, 0.0) + seconds
     self.counts[name] = self.counts.get(name, 0) + count
 
+  def count_compiles(self) -> None:
+    """Also sum XLA compile time, as phase "compile" (it lies within the
+    other phases). Registers a jax.monitoring listener: call once."""
+    import jax  # pylint: disable=g-import-not-at-top
+
+    def on_event(name, seconds, **kwargs):
+      del kwargs
+      if name == "/jax/core/compile/backend_compile_duration":
+        self.add("compile (within phases)", seconds)
+
+    jax.monitoring.register_event_duration_secs_listener(on_event)
+
   def as_dict(self) -> Dict[str, Dict[str, float]]:
     """{phase: {"s": seconds, "calls": n}}, largest first (JSON-able)."""
     order = sorted(self.seconds, key=self.seconds.get, reverse=True)

@@ -13,7 +13,7 @@ import numpy as np
 import patcher_jax as pj
 from patcher_jax import losses
 from patcher_jax import memory as memory_lib
-from patcher_jax import tasks
+from patcher_jax import configs
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "experiments"))
@@ -72,8 +72,8 @@ def test_memory_loss_top_equals_the_dense_memory_loss():
 def test_forced_configs_never_stop_early_but_keep_parity_checks():
   """Equal work: the "steps" rule (pinned in test_editor) with the parity
   checks every 25 steps kept, as they halve the rate in the timed run."""
-  fast = common.forced(tasks.edit_config("zsre", "fast"))
-  parity = common.forced(tasks.edit_config("fever", "parity"))
+  fast = common.forced(configs.get("zsre", "fast"))
+  parity = common.forced(configs.get("fever", "parity"))
   assert fast.stop_rule == parity.stop_rule == "steps"
   assert fast.check_every > fast.max_steps
   assert parity.check_every == 25 and parity.noise

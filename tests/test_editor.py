@@ -257,7 +257,14 @@ def test_cropped_and_padded_tasks_give_the_same_edit(tiny_bart):
   slim_padded = editor.pad_positions(slim, 8, num_neurons=7)
   chex.assert_shape([slim_padded.neuron_pos, slim_padded.neuron_mask], (7,))
   assert not bool(slim_padded.neuron_mask[4:].any())
-  tasks = (full, cropped, padded, slim, slim_padded)
+  # slots cut to the neurons in use (a power of two), or no task at all
+  fitted = editor.fit_slots(full)
+  used = int(full.neuron_mask.sum())
+  assert fitted.neuron_mask.shape[0] == 1 << (used - 1).bit_length() < 5
+  assert bool(fitted.neuron_mask[:used].all())
+  assert editor.fit_slots(full._replace(
+      neuron_mask=jnp.zeros_like(full.neuron_mask))) is None
+  tasks = (full, cropped, padded, slim, slim_padded, fitted)
   results = [pj.edit(tail, bank, task, memory, memory, jax.random.PRNGKey(0),
                      0, config=config) for task in tasks]
   assert bool(results[0][1].success)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import patcher_jax as pj
+from patcher_jax import configs
 from patcher_jax import metrics, stream
 
 
@@ -37,9 +38,75 @@ def test_stream_edits_only_mistakes(runtime):
   # records before the first edit in the order were right
   before = order[:list(order).index(first)]
   assert not runtime.mistakes(base, before).any()
+  # SR and ER against the model itself: each record's success is what the
+  # bank right after its edit answers (rebuilt from the final bank), ER what
+  # the final bank answers on all edited records.
+  bank = jax.tree.map(lambda a: a[0], out["state"].bank)
+  recs = out["records"]
+  now_right = [not runtime.mistakes(bank_after(bank, r["edit"]),
+                                    np.array([r["stream_index"]]))[0]
+               for r in recs]
+  assert [r["success"] for r in recs] == now_right
   s = stream.summarize(out)["summary"]
-  assert s["SR"] == np.mean([r["success"] for r in out["records"]])
-  assert 0 <= s["ER"] <= 1 and s["TrainR"] > 0
+  assert s["SR"] == pytest.approx(np.mean(now_right))
+  edited = np.array([r["stream_index"] for r in recs])
+  assert s["ER"] == pytest.approx(np.mean(~runtime.mistakes(bank, edited)))
+
+
+def bank_after(bank, t):
+  """The bank as it was right after edit t: later edits dropped."""
+  for later in range(t + 1, int(np.max(bank.edit_ids)) + 1):
+    bank = pj.drop_edit(bank, later)
+  return bank
+
+
+def test_records_say_what_each_edit_did(runtime):
+  out = _run(runtime, num_edits=4)
+  bank = jax.tree.map(lambda a: a[0], out["state"].bank)
+  empty = pj.init_bank(8, runtime.dim)
+  labels = {0: "REFUTES", 1: "SUPPORTS"}
+  for r in out["records"]:
+    i = r["stream_index"]
+    assert r["input"] == runtime.stream[i].input
+    assert r["target"] == runtime.stream[i].answers[0]
+    before = bank_after(bank, r["edit"] - 1) if r["edit"] else empty
+    after = bank_after(bank, r["edit"])
+    logit = lambda b: runtime._logits(runtime.tail, b, runtime.q_stream[i:i + 1])  # pylint: disable=protected-access
+    assert r["answer_before"] == labels[int(logit(before)[0, 0] > 0)]
+    assert r["answer_after"] == labels[int(logit(after)[0, 0] > 0)]
+    assert r["answer_before"] != r["target"]          # it was a mistake
+    assert (r["answer_after"] == r["target"]) == r["success"]
+    lo, hi = runtime.reph_offsets[i], runtime.reph_offsets[i + 1]
+    base_logits = runtime._logits(runtime.tail, empty, runtime.q_reph[lo:hi])  # pylint: disable=protected-access
+    want = int(np.sum((np.asarray(base_logits)[:, 0] > 0)
+                      == (runtime.y_stream[i] == 1)))
+    assert r["rephrase_correct_before"] == want
+  s = stream.summarize(out)["summary"]
+  recs = out["records"]
+  assert s["GR_before"] == pytest.approx(
+      sum(r["rephrase_correct_before"] for r in recs)
+      / sum(r["rephrase_total"] for r in recs))
+
+
+def test_flips_count_the_answers_that_changed(runtime):
+  out = _run(runtime, num_edits=5)
+  bank = jax.tree.map(lambda a: a[0], out["state"].bank)
+  empty = pj.init_bank(8, runtime.dim)
+  s = stream.summarize(out)["summary"]
+  for split, key in (("train", "TrainR_flips"), ("test", "TestR_flips")):
+    q, y = {"train": (runtime.q_train, runtime.y_train),
+            "test": (runtime.q_test, runtime.y_test)}[split]
+    base = runtime.correct(empty, q, y)
+    final = runtime.correct(bank, q, y)
+    f = s[key]
+    assert f == {"lost": int(np.sum(base & ~final)),
+                 "gained": int(np.sum(~base & final)), "total": len(y)}
+    # the ratio is what the flips leave
+    ratio = (base.sum() - f["lost"] + f["gained"]) / base.sum()
+    assert s[key[:-6]] == pytest.approx(ratio)
+  # the edits of a random tiny model move answers both ways (so the test
+  # above compares something)
+  assert min(s["TrainR_flips"]["lost"], s["TrainR_flips"]["gained"]) > 0
 
 
 def test_resume_after_crash_gives_same_bank_and_metrics(runtime, tmp_path):
@@ -107,3 +174,42 @@ def test_metrics_pooled_and_per_edit_gr():
   pooled, mean = metrics.generality_rates([1, 3, 0], [1, 4, 0])
   assert pooled == pytest.approx(4 / 5) and mean == pytest.approx(0.875)
   assert metrics.retention_ratio(0.5, 0.8) == pytest.approx(0.625)
+
+
+def test_metrics_flips_and_gr_before():
+  assert metrics.flips([1, 1, 0, 0], [1, 0, 1, 1]) == {
+      "lost": 1, "gained": 2, "total": 4}
+  with pytest.raises(ValueError):
+    metrics.flips([1, 0], [1])
+  recs = [{"success": True, "rephrase_correct": 2,
+           "rephrase_correct_before": 0, "rephrase_total": 2},
+          {"success": False, "rephrase_correct": 1,
+           "rephrase_correct_before": 1, "rephrase_total": 3}]
+  fold = lambda lost, gained: {
+      "er": 1.0, "train_acc": 0.5, "base_train_acc": 0.5, "test_acc": 0.5,
+      "base_test_acc": 0.5, "train_flips": {"lost": lost, "gained": gained,
+                                            "total": 10},
+      "test_flips": {"lost": 0, "gained": 0, "total": 10}}
+  s = metrics.summarize(recs, [fold(1, 2), fold(3, 0)])
+  assert s["GR"] == pytest.approx(3 / 5)
+  assert s["GR_before"] == pytest.approx(1 / 5)
+  assert s["TrainR_flips"] == {"lost": 4, "gained": 2, "total": 20}
+
+
+def test_parity_memory_gets_8_copies_of_each_edit(runtime):
+  """The reference appends the [CLS] query of each of its 8 training copies:
+  8 identical rows per edit, in the train and the val memory."""
+  cfg = stream.StreamConfig(num_edits=2, seed=0, checkpoint_every=0,
+                            noise_samples=16, reference_memory=True)
+  out = stream.run(runtime, configs.get("fever", "parity", max_steps=25), cfg,
+                   log=lambda *_: None)   # rows join whether or not it held
+  idxs = [r["stream_index"] for r in out["records"]]
+  assert len(idxs) == 2
+  want = np.concatenate([np.repeat(runtime.q_stream[i:i + 1], 8, 0)
+                         for i in idxs])
+  for mem, start in ((out["state"].memory, len(runtime.memory0)),
+                     (out["state"].val_memory, len(runtime.val_memory0))):
+    assert int(mem.size[0]) == start + 16
+    np.testing.assert_array_equal(
+        np.asarray(mem.queries[0, start:start + 16]), want)
+    assert not np.asarray(mem.mask[0, start + 16:]).any()

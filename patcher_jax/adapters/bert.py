@@ -45,9 +45,11 @@ def make_tail(config, params) -> tail_lib.Tail:
   head = {"pooler": params["bert"]["pooler"]["dense"],
           "classifier": params["classifier"]}
   binary = config.num_labels == 1
-  head_dropout = (config.classifier_dropout
-                  if config.classifier_dropout is not None
-                  else config.hidden_dropout_prob)
+  # No dropout between the pooler and the classifier while an edit trains:
+  # the reference's BertBinary has none there (pooler -> Linear). The
+  # transformers model has one; it acts only in its train mode (the full
+  # path, for benchmarks), never in the cached tail.
+  head_dropout = 0.0
   return tail_lib.Tail(
       ffn=ffn, head=head, head_fn=_head,
       loss_fn=objectives.binary_loss if binary else objectives.multiclass_loss,

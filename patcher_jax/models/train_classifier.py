@@ -1,8 +1,11 @@
 """Fine-tune the fact-checking classifier (FEVER): MiniLM + Linear(hidden -> 1).
 
 The model is the unmodified ``transformers.FlaxBertForSequenceClassification``
-with ``num_labels=1``, like the reference's ``BertBinary``: pooler -> dropout
--> Linear(hidden, 1); ``logit > 0`` means SUPPORTS. Loss (reference):
+with ``num_labels=1``: pooler -> dropout -> Linear(hidden, 1); ``logit > 0``
+means SUPPORTS. The reference's ``BertBinary`` has no dropout between the
+pooler and the Linear; here that dropout acts only when ``train_dropout`` is
+set (off by default), and the editor's tail never applies it
+(``adapters/bert.py``), so edits see the reference's head. Loss (reference):
 binary cross-entropy with logits minus 0.1 x the Bernoulli entropy of the
 prediction (a confidence penalty).
 

@@ -3,53 +3,40 @@ and the checks a sequential-editing stream asks for.
 
 Both runtimes answer the same calls (duck-typed): `mistakes(bank, idxs)`,
 `edit_task(bank, i, rng, noise_samples, max_neurons)`, `after_edit(bank, i)`,
-`memory_rows(i)`, `accuracy(bank, split)`, `stream_accuracy(bank, idxs)`,
-plus `tail`, `dim`, `max_neurons`, `memory0`, `val_memory0`.
+`memory_rows(i, copies)`, `accuracy(bank, split)`,
+`split_correct(bank, split)`, `stream_accuracy(bank, idxs)`,
+`rephrases_before(i)` (the unedited model on record i's rephrases),
+`target(i)`, `answers(bank, idxs)` (answer strings), plus `tail`, `dim`,
+`max_neurons`, `memory0`, `val_memory0`; for requests that arrive one by one
+(the Editor): `add_to_stream(records)` and `predict(bank, texts)`.
 """
 import os
 
 import numpy as np
 
-# Neurons per edit at most (one per wrong answer token): the reference keeps
-# the first 5; fast mode covers every wrong token of the answers here.
-MAX_NEURONS = {"parity": 5, "fast": 16}
+from patcher_jax import configs
+
+# Deprecated: configs.stream_settings(task, mode)["max_neurons"] (read from
+# there, so it is not a second source).
+MAX_NEURONS = {mode: s["max_neurons"] for mode, s in configs.STREAM.items()}
 
 
-# Fast-mode zsRE edits hold their fix by a logit lead of 4: on the first 100
-# edits GR rose 0.684 -> 0.718 -> 0.764 for leads 0 / 2 / 4 at the same SR,
-# locality and edit time; a lead of 8 often cannot be reached (the head
-# sits behind a LayerNorm) and runs into the step cap.
-_ZSRE_FAST_EDIT_MARGIN = 4.0
-
-
-# Fast mode trains each edit's neurons to fire on a pool of 16 dropout
-# samples of the edit input (the reference's noisy copies, but only in the
-# activation and memory losses: no extra head cost per step). The failed
-# rephrases were mostly ones the neuron stayed silent on (pre-activation
-# < 0); on the first 100 zsRE edits of seed 0 GR rose 0.748 -> 0.920 at the
-# same SR, ER and locality.
-_FAST_POOL = {"pool": 16, "word_drop": 0.0, "pool_dropout": True}
-_PARITY_POOL = {"pool": 64, "word_drop": 0.0, "pool_dropout": True}
-
-
-def pool_settings(task: str, mode: str = "fast") -> dict:
-  """Variants of the edit input sampled once per edit: `pool` of them (0:
-  none), inputs with hidden words (`word_drop`) and/or dropout samples."""
-  del task
-  return dict(_FAST_POOL if mode == "fast" else _PARITY_POOL)
+# Fact completion by a pretrained causal LM (SmolLM2): tasks/lm_facts.py.
+LM_TASKS = configs.LM_TASKS
+LM_MODELS = ("smollm2",)
+# Split sizes of the LM tasks (records): the queries of every record cost a
+# forward of the 135M model, so the retention sets are smaller than zsRE's.
+# The stream is cut to what `num_edits` edits need (the base model gets ~95%
+# of these facts wrong; see build_lm_runtime).
+LM_LIMITS = {"train": 1500, "val": 150, "test": 500}
 
 
 def edit_config(task: str, mode: str = "fast", **overrides):
-  """The edit settings of a task: the mode's, with the reference's memory
-  weight for the task (5 for FEVER, 10 for zsRE)."""
-  import patcher_jax as pj  # pylint: disable=g-import-not-at-top
-  make = {"fast": pj.fast_config, "parity": pj.parity_config}[mode]
-  task_defaults = {"mem_weight": 5.0 if task == "fever" else 10.0}
-  if task == "zsre" and mode == "fast":
-    task_defaults["edit_margin"] = _ZSRE_FAST_EDIT_MARGIN
-  if mode == "fast" and pool_settings(task, mode)["pool"]:
-    task_defaults["pool_alpha"] = True
-  return make(**{**task_defaults, **overrides})
+  """Deprecated alias of `patcher_jax.configs.get`."""
+  import warnings  # pylint: disable=g-import-not-at-top
+  warnings.warn("tasks.edit_config is deprecated: use configs.get",
+                DeprecationWarning, stacklevel=2)
+  return configs.get(task, mode, **overrides)
 
 
 def build_runtime(task, bench, base, *, seed, train_sub_size, memory_size=0,
@@ -76,7 +63,36 @@ def build_runtime(task, bench, base, *, seed, train_sub_size, memory_size=0,
   memory = rest[:memory_size] if memory_size else rest
   cls = ClassificationRuntime if task == "fever" else Seq2SeqRuntime
   cache_dir = os.path.join(base.path, "runtime") if base.path else None
-  runtime = cls(base.model, base.params, base.tokenizer, bench.edit, sub,
-                bench.test, memory, bench.val, cache_dir=cache_dir, log=log)
-  runtime.pool_word_drop, runtime.pool_dropout = pool_word_drop, pool_dropout
-  return runtime
+  return cls(base.model, base.params, base.tokenizer, bench.edit, sub,
+             bench.test, memory, bench.val, cache_dir=cache_dir, log=log)
+
+
+def build_lm_runtime(task, lm, *, scale, seed, train_sub_size, memory_size=0,
+                     num_edits=None, log=print):
+  """The runtime of a pretrained causal LM (`models.smollm2.LoadedLM`) on the
+  embedded facts in the task's prompt form ("lm_complete" / "lm_chat").
+
+  The train split is shuffled and cut into the TrainR subset and the memory
+  set as in `build_runtime`; queries are cached next to the converted model.
+  With `num_edits`, the edit split is cut to 1.2 * num_edits + 50 records.
+  """
+  from patcher_jax.data.geo import prompts  # pylint: disable=g-import-not-at-top
+  from patcher_jax.tasks.lm_facts import LMFactsRuntime  # pylint: disable=g-import-not-at-top
+  form = task[len("lm_"):]
+  limits = dict(LM_LIMITS)
+  if num_edits:   # every stream record costs a forward: take what is needed
+    limits["edit"] = int(1.2 * num_edits) + 50
+  bench = prompts.lm_benchmark(form, prompts.tokenizer_chat(lm.tokenizer),
+                               scale, seed, limits)
+  train = list(bench.train)
+  perm = np.random.default_rng(seed + 1).permutation(len(train))
+  train = [train[i] for i in perm]
+  train_sub_size = min(train_sub_size, len(train) // 2)
+  sub, rest = train[:train_sub_size], train[train_sub_size:]
+  memory = rest[:memory_size] if memory_size else rest
+  log(f"data ({task}): stream {len(bench.edit)}, TrainR {len(sub)}, memory "
+      f"{len(memory)}, val {len(bench.val)}, test {len(bench.test)} records")
+  cache_dir = os.path.join(lm.path, "runtime") if lm.path else None
+  return LMFactsRuntime(lm.model, lm.params, lm.tokenizer, bench.edit, sub,
+                        bench.test, memory, bench.val, cache_dir=cache_dir,
+                        log=log)

@@ -16,7 +16,7 @@ from patcher_jax import editor
 from patcher_jax import patch as patch_lib
 from patcher_jax import tail as tail_lib
 from patcher_jax.adapters import bert
-from patcher_jax.data import Record, fever_label
+from patcher_jax.data import FEVER_LABELS, Record, fever_label
 from patcher_jax.tasks import common
 
 
@@ -38,6 +38,7 @@ class ClassificationRuntime:
     self.max_len = max_len
     self.stream = list(stream)
     reph, self.reph_offsets = common.flatten_rephrases(stream)
+    self.batch_size = batch_size
     encode = lambda texts, what: common.batched_queries(
         self._query_fn, self._tokenize, texts, batch_size, what, log)
     texts = {"q_stream": ([r.input for r in stream], "edit stream"),
@@ -56,8 +57,9 @@ class ClassificationRuntime:
     self.y_stream = np.array([fever_label(r) for r in stream], np.int32)
     self.y_train = np.array([fever_label(r) for r in train_sub], np.int32)
     self.y_test = np.array([fever_label(r) for r in test], np.int32)
-    self.dim = self.q_stream.shape[-1]
+    self.dim = model.config.hidden_size
     self._logits = jax.jit(_patched_logits)
+    self._empty = patch_lib.init_bank(8, self.dim)
 
   # -- model access ---------------------------------------------------------
 
@@ -70,6 +72,40 @@ class ClassificationRuntime:
   def _query_fn(self, ids, mask):
     return _queries_jit(self.model, self.params, ids, mask)
 
+  def _encode(self, texts) -> np.ndarray:
+    """[CLS] queries [N, d] of `texts` (no caching)."""
+    if not len(texts):
+      return np.zeros((0, self.dim), np.float32)
+    return common.batched_queries(self._query_fn, self._tokenize, list(texts),
+                                  self.batch_size, log=None)
+
+  # -- requests that arrive one by one (the Editor) ---------------------------
+
+  def add_to_stream(self, records: Sequence[Record]) -> np.ndarray:
+    """Append records to the edit stream (their queries computed now, not
+    cached); returns their stream indices."""
+    records = list(records)
+    reph, offsets = common.flatten_rephrases(records)
+    start = len(self.stream)
+    self.q_stream = np.concatenate([self.q_stream.reshape(-1, self.dim),
+                                    self._encode([r.input for r in records])])
+    self.q_reph = np.concatenate([self.q_reph.reshape(-1, self.dim),
+                                  self._encode(reph)])
+    self.reph_offsets = np.concatenate([self.reph_offsets,
+                                        self.reph_offsets[-1] + offsets[1:]])
+    self.y_stream = np.concatenate([self.y_stream, np.array(
+        [fever_label(r) for r in records], np.int32)])
+    self.stream += records
+    return np.arange(start, len(self.stream))
+
+  def predict(self, bank, texts: Sequence[str]) -> list:
+    """The patched model's labels ("SUPPORTS" / "REFUTES") for `texts`."""
+    q = self._encode(texts)
+    if not len(q):
+      return []
+    logits = common.chunked(lambda x: self._logits(self.tail, bank, x), q)
+    return [FEVER_LABELS[int(v > 0)] for v in logits[:, 0]]
+
   # -- what the stream asks -------------------------------------------------
 
   def correct(self, bank, q, labels) -> np.ndarray:
@@ -78,6 +114,11 @@ class ClassificationRuntime:
       return np.zeros((0,), bool)
     logits = common.chunked(lambda x: self._logits(self.tail, bank, x), q)
     return (logits[:, 0] > 0) == (np.asarray(labels) == 1)
+
+  def base_mistakes(self) -> int:
+    """Stream records the unedited model gets wrong (what can be edited)."""
+    empty = patch_lib.init_bank(8, self.dim)
+    return int(self.mistakes(empty, np.arange(len(self.stream))).sum())
 
   def mistakes(self, bank, idxs) -> np.ndarray:
     return ~self.correct(bank, self.q_stream[idxs], self.y_stream[idxs])
@@ -110,15 +151,43 @@ class ClassificationRuntime:
     right = self.correct(bank, self.q_reph[lo:hi], labels)
     return ok, int(right.sum()), int(hi - lo)
 
-  def memory_rows(self, i: int) -> np.ndarray:
-    """The queries an edit adds to memory: its [CLS] query."""
-    return self.q_stream[i:i + 1]
+  def memory_rows(self, i: int, copies: int = 0) -> np.ndarray:
+    """The queries an edit adds to memory: its [CLS] query; with `copies`,
+    the reference's rows: the query of each of its training copies (all
+    identical: one row per copy)."""
+    q = self.q_stream[i:i + 1]
+    return np.repeat(q, copies, axis=0) if copies else q
 
-  def accuracy(self, bank, split: str, limit: int | None = None) -> float:
+  def rephrases_before(self, i: int):
+    """(rephrases of record i the unedited model gets right, their number)."""
+    lo, hi = self.reph_offsets[i], self.reph_offsets[i + 1]
+    labels = np.full(hi - lo, self.y_stream[i], np.int32)
+    right = self.correct(self._empty, self.q_reph[lo:hi], labels)
+    return int(right.sum()), int(hi - lo)
+
+  def target(self, i: int) -> str:
+    return FEVER_LABELS[self.y_stream[i]]
+
+  def answers(self, bank, idxs) -> list:
+    """The patched model's labels ("SUPPORTS" / "REFUTES") of records idxs."""
+    idxs = np.asarray(idxs, int)
+    if not len(idxs):
+      return []
+    logits = common.chunked(lambda x: self._logits(self.tail, bank, x),
+                            self.q_stream[idxs])
+    return [FEVER_LABELS[int(v > 0)] for v in logits[:, 0]]
+
+  def split_correct(self, bank, split: str,
+                    limit: int | None = None) -> np.ndarray:
+    """[N] bool: the patched model is right on a split ("train": the TrainR
+    subset, "test")."""
     q, y = {"train": (self.q_train, self.y_train),
             "test": (self.q_test, self.y_test)}[split]
-    q, y = q[:limit], y[:limit]
-    return float(np.mean(self.correct(bank, q, y))) if len(y) else float("nan")
+    return self.correct(bank, q[:limit], y[:limit])
+
+  def accuracy(self, bank, split: str, limit: int | None = None) -> float:
+    right = self.split_correct(bank, split, limit)
+    return float(np.mean(right)) if len(right) else float("nan")
 
   def stream_accuracy(self, bank, idxs) -> float:
     if not len(idxs):

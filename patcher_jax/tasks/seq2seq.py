@@ -6,6 +6,7 @@ normalised string), as the reference does. Generation runs the unmodified
 transformers decoder with the bank inserted by `intercept_methods`.
 """
 import functools
+import time
 from typing import Optional, Sequence
 
 import jax
@@ -67,21 +68,35 @@ class Seq2SeqRuntime:
         test)
     self._generate = patched_generate_fn(model, max_new_tokens)
     self._max_new_tokens = max_new_tokens
+    self.max_new_tokens = max_new_tokens
     self.batch_size = batch_size
-    qa = lambda recs: qa_format.encode_qa(
-        tokenizer, [r.input for r in recs], [r.answers[0] for r in recs],
-        max_src_len, max_tgt_len)
+    qa = self._encode_qa
     self.stream_qa = qa(stream)
     splits = {"stream": self.stream, "train": self.train_sub,
               "test": self.test}
 
     def compute():
-      arrays = {"q_stream": self._teacher_forced(self.stream_qa, batch_size),
-                "memory0": self._memory_rows_of(qa(memory), batch_size),
-                "val_memory0": self._memory_rows_of(qa(val), batch_size)}
+      parts = [
+          ("q_stream", f"stream queries ({len(stream)})",
+           lambda: self._teacher_forced(self.stream_qa, batch_size)),
+          ("memory0", f"memory queries ({len(memory)} questions)",
+           lambda: self._memory_rows_of(qa(memory), batch_size)),
+          ("val_memory0", f"val-memory queries ({len(val)} questions)",
+           lambda: self._memory_rows_of(qa(val), batch_size))]
       for name, recs in splits.items():
-        d = self._base_drafts(recs)
-        arrays.update({f"base_{name}_{f}": a for f, a in d._asdict().items()})
+        parts.append((name, f"base answers and drafts, {name} ({len(recs)})",
+                      functools.partial(self._base_drafts, recs)))
+      arrays = {}
+      for k, (name, what, fn) in enumerate(parts):
+        t0 = time.perf_counter()
+        out = fn()
+        if isinstance(out, drafts_lib.Drafts):
+          arrays.update({f"base_{name}_{f}": a
+                         for f, a in out._asdict().items()})
+        else:
+          arrays[name] = out
+        log(f"  caching {k + 1}/{len(parts)}: {what} in "
+            f"{time.perf_counter() - t0:.0f} s")
       return arrays
 
     key = common.records_key("seq2seq", max_src_len, max_tgt_len,
@@ -90,7 +105,7 @@ class Seq2SeqRuntime:
     arrays = common.load_or_compute(cache_dir, key, compute, log)
     self.q_stream = arrays["q_stream"]
     self.memory0, self.val_memory0 = arrays["memory0"], arrays["val_memory0"]
-    self.dim = self.q_stream.shape[-1]
+    self.dim = model.config.d_model
     # Drafts that most answers of the patched model reproduce: the gold
     # answers of the stream, and the unedited model's own outputs.
     self.gold_stream = self._gold_drafts(self.stream, self.stream_qa,
@@ -100,12 +115,24 @@ class Seq2SeqRuntime:
                         for name in splits}
     self.counts = {"certified": 0, "decoded": 0}
     self._reph_drafts = {}   # stream index -> rephrase gold drafts (prefetch)
+    self._reph_before = {}   # stream index -> rephrases the base got right
     log(f"  cached {len(stream)} stream, {len(self.memory0)} memory and "
         f"{len(self.val_memory0)} val-memory decoder queries; drafts of "
         f"{sum(len(d.correct) for d in self.base_drafts.values())} base "
         "answers")
 
   # -- cached queries --------------------------------------------------------
+
+  def _encode_qa(self, records: Sequence[Record]):
+    """Teacher-forcing arrays of records (empty arrays of the right widths
+    for no records: a tokenizer cannot encode an empty batch)."""
+    if not len(records):
+      one = qa_format.encode_qa(self.tokenizer, ["?"], ["?"],
+                                self.max_src_len, self.max_tgt_len)
+      return {k: v[:0] for k, v in one.items()}
+    return qa_format.encode_qa(
+        self.tokenizer, [r.input for r in records],
+        [r.answers[0] for r in records], self.max_src_len, self.max_tgt_len)
 
   def _teacher_forced(self, enc, batch_size) -> np.ndarray:
     """Decoder queries [N, T, d] of gold answers (teacher forcing).
@@ -154,8 +181,10 @@ class Seq2SeqRuntime:
                              np.full(mask.shape, -np.inf, np.float32),
                              np.zeros(mask.shape, np.float32))
 
-  def _base_drafts(self, records) -> drafts_lib.Drafts:
-    """The unedited model's greedy answers and their queries."""
+  def _base_drafts(self, records, questions=None) -> drafts_lib.Drafts:
+    """The unedited model's greedy answers to `questions` (default: the
+    records' inputs; answers are checked against the records') and their
+    queries."""
     t, d = self._max_new_tokens, self.model.config.d_model
     if not records:
       return drafts_lib.Drafts(np.zeros((0, t, d), np.float32),
@@ -164,7 +193,7 @@ class Seq2SeqRuntime:
                                np.zeros((0, t), np.float32),
                                np.zeros((0, t), np.float32))
     empty = patch_lib.init_bank(8, d)
-    questions = [r.input for r in records]
+    questions = questions or [r.input for r in records]
     ids = self._generate_ids(empty, questions, self.batch_size)
     eos = self.model.config.eos_token_id
     is_eos = ids == eos
@@ -206,17 +235,26 @@ class Seq2SeqRuntime:
     return out
 
   def _correct(self, bank, records: Sequence[Record], drafts=(),
-               questions=None, batch=CHECK_BATCH) -> np.ndarray:
+               questions=None, batch=CHECK_BATCH, texts: bool = False):
     """Exact match of the patched model's greedy answers: read off the first
-    draft that certainly holds (drafts.py), decoded for real otherwise."""
+    draft that certainly holds (drafts.py), decoded for real otherwise.
+
+    Returns [N] bool, or ([N] bool, the N answer strings) with `texts`.
+    """
     questions = questions or [r.input for r in records]
     known = np.full(len(records), -1, np.int8)
+    answers = [None] * len(records)
     for d in drafts:
       todo = np.flatnonzero(known < 0)
       if not len(todo):
         break
       known[todo] = drafts_lib.check(self.tail, bank, d.take(todo),
                                      self._max_new_tokens, self._head_norm)
+      if texts:
+        held = todo[known[todo] >= 0]
+        for j, t in zip(held, qa_format.decode_ids(self.tokenizer, np.where(
+            d.mask[held], d.tokens[held], 0))):
+          answers[j] = t
     todo = np.flatnonzero(known < 0)
     self.counts["certified"] += len(records) - len(todo)
     self.counts["decoded"] += len(todo)
@@ -224,7 +262,35 @@ class Seq2SeqRuntime:
       preds = self.generate(bank, [questions[i] for i in todo], batch)
       known[todo] = [qa_format.exact_match(p, records[i].answers)
                      for p, i in zip(preds, todo)]
-    return known.astype(bool)
+      for i, p in zip(todo, preds):
+        answers[i] = p
+    return (known.astype(bool), answers) if texts else known.astype(bool)
+
+  # -- requests that arrive one by one (the Editor) ---------------------------
+
+  def add_to_stream(self, records: Sequence[Record]) -> np.ndarray:
+    """Append records to the edit stream (their queries and drafts computed
+    now, not cached); returns their stream indices."""
+    records = list(records)
+    enc = self._encode_qa(records)
+    q = self._teacher_forced(enc, self.batch_size)
+    gold = self._gold_drafts(records, enc, q)
+    base = self._base_drafts(records)
+    start = len(self.stream)
+    self.stream_qa = {k: np.concatenate([np.asarray(self.stream_qa[k]),
+                                         np.asarray(v)])
+                      for k, v in enc.items()}
+    self.q_stream = np.concatenate([self.q_stream, q])
+    concat = lambda a, b: drafts_lib.Drafts(*(np.concatenate(x)
+                                              for x in zip(a, b)))
+    self.gold_stream = concat(self.gold_stream, gold)
+    self.base_drafts["stream"] = concat(self.base_drafts["stream"], base)
+    self.stream += records
+    return np.arange(start, len(self.stream))
+
+  def predict(self, bank, texts: Sequence[str]) -> list:
+    """The patched model's greedy answers to `texts`."""
+    return self.generate(bank, list(texts), CHECK_BATCH)
 
   # -- what the stream asks --------------------------------------------------
 
@@ -236,6 +302,10 @@ class Seq2SeqRuntime:
     gold, base = (self.gold_stream.take(idxs),
                   self.base_drafts["stream"].take(idxs))
     return (gold, base) if edited else (base, gold)
+
+  def base_mistakes(self) -> int:
+    """Stream records the unedited model gets wrong (what can be edited)."""
+    return int((~self.base_drafts["stream"].correct).sum())
 
   def mistakes(self, bank, idxs) -> np.ndarray:
     return ~self._correct(bank, [self.stream[i] for i in idxs],
@@ -268,15 +338,19 @@ class Seq2SeqRuntime:
         mask[:width], noisy_queries=noisy,
         # at most one neuron per position: width-4 tasks need only 4 slots
         max_neurons=min(max_neurons, width))
-    return task if bool(task.neuron_mask.any()) else None
+    # Slots for the neurons this edit needs (most need one or two): every
+    # step scans the memory once per slot, used or not.
+    return editor.fit_slots(task)
 
   def prefetch(self, idxs) -> None:
-    """Make `after_edit(bank, idxs[0])` need no model call: if its
-    rephrases are not ready, teacher-force those of every record in `idxs`
-    (the next ones a stream will visit) in one batched pass.
+    """Make `after_edit(bank, idxs[0])` need (almost) no model call: if its
+    rephrases are not ready, prepare those of every record in `idxs` (the
+    next ones a stream will visit) in one batched pass: their gold drafts
+    (teacher forced) and base drafts (the unedited model's answers).
 
-    Their queries follow the gold answer, so they never depend on the bank:
-    computing them ahead in blocks replaces a small model call per edit.
+    Neither depends on the bank: computing them ahead in blocks replaces
+    per-edit model calls, and with both drafts most rephrase answers of the
+    patched model are certified instead of decoded (drafts.py).
     """
     if not len(idxs) or int(idxs[0]) in self._reph_drafts:
       return
@@ -288,41 +362,81 @@ class Seq2SeqRuntime:
       questions.extend(reph)
     drafts = None
     if questions:
-      answers = [self.stream[i].answers[0] for i in owners]
+      records = [self.stream[i] for i in owners]
+      answers = [r.answers[0] for r in records]
       enc = qa_format.encode_qa(self.tokenizer, questions, answers,
                                 self.max_src_len, self.max_tgt_len)
-      drafts = self._gold_drafts([self.stream[i] for i in owners], enc,
-                                 self._teacher_forced(enc, self.batch_size))
+      drafts = (self._gold_drafts(records, enc, self._teacher_forced(
+          enc, self.batch_size)), self._base_drafts(records, questions))
     owners = np.asarray(owners, int)
     for i in todo:
-      self._reph_drafts[i] = (drafts.take(np.flatnonzero(owners == i))
-                              if drafts is not None else None)
+      rows = np.flatnonzero(owners == i)
+      self._reph_drafts[i] = (None if drafts is None else
+                              tuple(d.take(rows) for d in drafts))
 
   def after_edit(self, bank, i: int):
+    """(edit correct now, rephrases correct, rephrases total)."""
     r = self.stream[i]
     if i not in self._reph_drafts:
       self.prefetch([i])
     more = self._reph_drafts.pop(i)     # used once: the cache stays small
-    gold = self.gold_stream.take([i])   # cached: only the rephrases are new
+    # the base drafts are the unedited model's answers: GR before the edits
+    self._reph_before[i] = 0 if more is None else int(more[1].correct.sum())
+    # the edit's own drafts are cached; rows: the input, then its rephrases
+    drafts = self._stream_drafts([i], edited=True)
     reph = list(r.rephrases)[:REPHRASES]
-    if more is not None and len(more.correct):
-      gold = drafts_lib.Drafts(*(np.concatenate(a) for a in zip(gold, more)))
+    if more is not None:
+      drafts = tuple(drafts_lib.Drafts(*(np.concatenate(a) for a in zip(d, m)))
+                     for d, m in zip(drafts, more))
     questions = [r.input] + reph
-    right = self._correct(bank, [r] * len(questions), (gold,), questions)
+    right = self._correct(bank, [r] * len(questions), drafts, questions)
     return bool(right[0]), int(right[1:].sum()), len(reph)
 
-  def memory_rows(self, i: int) -> np.ndarray:
-    mask = np.asarray(self.stream_qa["decoder_attention_mask"][i], bool).copy()
-    mask[0] = False
-    return self.q_stream[i][mask]
+  def rephrases_before(self, i: int):
+    """(rephrases of record i the unedited model gets right, their number):
+    read off their base drafts (the unedited model's own answers)."""
+    n = len(list(self.stream[i].rephrases)[:REPHRASES])
+    if i not in self._reph_before:
+      if i not in self._reph_drafts:
+        self.prefetch([i])
+      more = self._reph_drafts[i]
+      self._reph_before[i] = 0 if more is None else int(
+          more[1].correct.sum())
+    return self._reph_before.pop(i), n
 
-  def accuracy(self, bank, split: str, limit: int | None = None) -> float:
+  def target(self, i: int) -> str:
+    return self.stream[i].answers[0]
+
+  def answers(self, bank, idxs) -> list:
+    """The patched model's answers (strings) to stream records `idxs`."""
+    idxs = np.asarray(idxs, int)
+    records = [self.stream[i] for i in idxs]
+    drafts = (self.base_drafts["stream"].take(idxs),
+              self.gold_stream.take(idxs))
+    return self._correct(bank, records, drafts, texts=True)[1]
+
+  def memory_rows(self, i: int, copies: int = 0) -> np.ndarray:
+    """The queries an edit adds to memory: its teacher-forced decoder
+    positions but the first, as the memory set's. With `copies`, the
+    reference's rows: every position of its `copies` training copies,
+    flattened, then [1:-1] (so position 0 of copies 1.. is in)."""
+    mask = np.asarray(self.stream_qa["decoder_attention_mask"][i], bool)
+    rows = self.q_stream[i][mask]
+    return np.tile(rows, (copies, 1))[1:-1] if copies else rows[1:]
+
+  def split_correct(self, bank, split: str,
+                    limit: int | None = None) -> np.ndarray:
+    """[N] bool: the patched model's answers to a split ("train": the TrainR
+    subset, "test") are right."""
     records = {"train": self.train_sub, "test": self.test}[split][:limit]
     if not records:
-      return float("nan")
+      return np.zeros(0, bool)
     drafts = self.base_drafts[split].take(np.arange(len(records)))
-    return float(np.mean(self._correct(bank, records, (drafts,),
-                                       batch=EVAL_BATCH)))
+    return self._correct(bank, records, (drafts,), batch=EVAL_BATCH)
+
+  def accuracy(self, bank, split: str, limit: int | None = None) -> float:
+    right = self.split_correct(bank, split, limit)
+    return float(np.mean(right)) if len(right) else float("nan")
 
   def stream_accuracy(self, bank, idxs) -> float:
     if not len(idxs):

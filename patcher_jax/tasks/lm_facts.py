@@ -1,0 +1,302 @@
+"""Facts completed by a pretrained decoder-only LM (SmolLM2), as a runtime.
+
+A record's input is a prompt that ends where the answer starts ("The capital
+of Peru is", or a chat-template question with the assistant's answer begun);
+the answer is " " + the object. The model is right when its greedy
+continuation starts with the answer's tokens (exact match on tokens; what
+follows is not looked at: a completion model goes on talking).
+
+Every check is exact without decoding in almost all cases. The patch sits in
+the last layer, so the queries along the gold answer (teacher forcing) do not
+depend on it, and the patched tail gives the logits at every answer position
+at once. If the argmax is the gold token at every position (by a margin),
+greedy decoding produces the answer; if at the first position where it is
+not, another token leads (by the margin), greedy decoding leaves the answer
+there: wrong. Only near-ties are decoded for real. The unedited model's
+answers go first through drafts.py's cheap certificate (no head).
+"""
+from typing import List, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from patcher_jax import drafts as drafts_lib
+from patcher_jax import editor
+from patcher_jax import patch as patch_lib
+from patcher_jax import tail as tail_lib
+from patcher_jax.adapters import llama
+from patcher_jax.data import Record
+from patcher_jax.tasks import common
+
+DECODE_BATCH = 8
+
+
+class Encoded(dict):
+  """Token arrays of records: ids [N, W] (prompt + answer[:-1], right
+  padded), mask [N, W], prompt_len [N], answer [N, K], answer_mask [N, K]."""
+
+
+def encode(tokenizer, prompts: Sequence[str], answers: Sequence[str],
+           max_answer_tokens: int) -> Encoded:
+  """Prompts and " "-prefixed answers as token arrays (see `Encoded`)."""
+  p_ids = [tokenizer(p, add_special_tokens=False)["input_ids"]
+           for p in prompts]
+  a_ids = [tokenizer(" " + a, add_special_tokens=False)["input_ids"]
+           [:max_answer_tokens] for a in answers]
+  n = len(prompts)
+  w = max([len(p) + len(a) - 1 for p, a in zip(p_ids, a_ids)] or [1])
+  ids = np.zeros((n, w), np.int32)
+  mask = np.zeros((n, w), np.int32)
+  ans = np.zeros((n, max_answer_tokens), np.int32)
+  ans_mask = np.zeros((n, max_answer_tokens), bool)
+  for i, (p, a) in enumerate(zip(p_ids, a_ids)):
+    seq = p + a[:-1]
+    ids[i, :len(seq)] = seq
+    mask[i, :len(seq)] = 1
+    ans[i, :len(a)] = a
+    ans_mask[i, :len(a)] = True
+  return Encoded(ids=ids, mask=mask, ans=ans, ans_mask=ans_mask,
+                 prompt_len=np.array([len(p) for p in p_ids], np.int32))
+
+
+def answer_queries(query_fn, enc: Encoded, batch_size: int, dim: int
+                   ) -> np.ndarray:
+  """Teacher-forced queries at the answer positions: [N, K, d] (position k
+  is the query that predicts answer token k)."""
+  n, k = enc["ans"].shape
+  out = np.zeros((n, k, dim), np.float32)
+  if n == 0:
+    return out
+  for rows, width in common.length_batches(enc["mask"].sum(-1), batch_size):
+    ids = common.take_batch(enc["ids"], rows, width, batch_size)
+    mask = common.take_batch(enc["mask"], rows, width, batch_size)
+    mask[len(rows):, 0] = 1
+    q = np.asarray(query_fn(ids, mask))[:len(rows)]
+    pos = enc["prompt_len"][rows, None] - 1 + np.arange(k)[None]
+    pos = np.minimum(pos, width - 1)
+    got = np.take_along_axis(q, pos[..., None], axis=1)
+    out[rows] = np.where(enc["ans_mask"][rows, :, None], got, 0.0)
+  return out
+
+
+@jax.jit
+def _positions(tail, bank, queries, tokens):
+  """Patched argmax [N, K] and its lead over the runner-up; lead of the
+  gold token over the best other."""
+  delta = patch_lib.bank_output(bank, queries, tail.act)
+  logits = tail_lib.tail_logits(tail, queries, delta, jax.random.PRNGKey(0))
+  top2 = jax.lax.top_k(logits, 2)[0]
+  return jnp.argmax(logits, -1), top2[..., 0] - top2[..., 1]
+
+
+def settle(tail, bank, queries, tokens, mask, margin=drafts_lib.MARGIN,
+           chunk: int = 64) -> np.ndarray:
+  """[N] int8 1 right / 0 wrong / -1 near-tie, exactly (module docstring)."""
+  n = tokens.shape[0]
+  out = np.full(n, -1, np.int8)
+  lengths = mask.sum(-1)
+  for rows, width in drafts_lib._chunks(lengths, np.arange(n), chunk,  # pylint: disable=protected-access
+                                        tokens.shape[1]):
+    pad = drafts_lib._padder(rows, width, min(chunk, drafts_lib._bucket(  # pylint: disable=protected-access
+        len(rows))))
+    best, gap = (np.asarray(a)[:len(rows)] for a in _positions(
+        tail, bank, jnp.asarray(pad(queries)), jnp.asarray(pad(tokens))))
+    tok, m = tokens[rows, :width], mask[rows, :width]
+    sure = gap > margin
+    ok = (best == tok) & sure
+    right = np.all(ok | ~m, axis=-1)
+    bad = ~ok & m
+    first = np.argmax(bad, axis=-1)
+    r = np.arange(len(rows))
+    wrong = bad.any(-1) & (best[r, first] != tok[r, first]) & sure[r, first]
+    out[rows] = np.where(right, 1, np.where(wrong, 0, -1))
+  return out
+
+
+class LMFactsRuntime:
+  """Cached answer queries, memory and exact checks for one causal LM.
+
+  Answers the stream's duck-typed calls (see tasks/__init__.py).
+  """
+
+  max_neurons = 16
+
+  def __init__(self, model, params, tokenizer, stream: Sequence[Record],
+               train_sub: Sequence[Record], test: Sequence[Record],
+               memory: Sequence[Record], val: Sequence[Record], *,
+               max_answer_tokens: int = 12, batch_size: int = 32,
+               cache_dir: Optional[str] = None, log=print):
+    self.model, self.params, self.tokenizer = model, params, tokenizer
+    self.dim = model.config.hidden_size
+    self.max_answer_tokens, self.batch_size = max_answer_tokens, batch_size
+    self.stream, self.train_sub, self.test = (list(stream), list(train_sub),
+                                              list(test))
+    self._query_fn = common.jitted_queries(model, llama.residuals)
+    splits = {"stream": self.stream, "train": self.train_sub,
+              "test": self.test}
+    self.enc = {k: self._encode(v) for k, v in splits.items()}
+
+    def compute():
+      arrays = {f"q_{k}": self._queries(self.enc[k]) for k in splits}
+      for name, recs in (("memory0", memory), ("val_memory0", val)):
+        enc = self._encode(recs)
+        arrays[name] = self._queries(enc)[enc["ans_mask"]]
+      return arrays
+
+    key = common.records_key("lm_facts", max_answer_tokens, stream, train_sub,
+                             test, memory, val)
+    arrays = common.load_or_compute(cache_dir, key, compute, log)
+    # the patch sees the residuals centred and scaled by the memory's
+    # statistics (adapters/llama.py): fixed for the run
+    self.query_map = llama.fit_query_map(arrays["memory0"])
+    self.tail = llama.make_tail(model.config, params, self.query_map)
+    self._head_norm = llama.head_norm(self.tail)
+    qmap = lambda h: np.asarray(self.query_map(h))
+    self.queries = {k: qmap(arrays[f"q_{k}"]) for k in splits}
+    self.q_stream = self.queries["stream"]
+    self.memory0 = qmap(arrays["memory0"])
+    self.val_memory0 = qmap(arrays["val_memory0"])
+    self.base = {k: self._base_drafts(k) for k in splits}
+    self.counts = {"certified": 0, "settled": 0, "decoded": 0}
+    if log:
+      acc = {k: float(np.mean(d.correct)) if len(d.correct) else float("nan")
+             for k, d in self.base.items()}
+      log(f"  cached answer queries: stream {len(stream)}, train "
+          f"{len(train_sub)}, test {len(test)}, memory {len(self.memory0)} "
+          f"rows, val memory {len(self.val_memory0)} rows; base accuracy "
+          + ", ".join(f"{k} {v:.3f}" for k, v in acc.items()))
+
+  # -- caching ---------------------------------------------------------------
+
+  def _encode(self, records: Sequence[Record]) -> Encoded:
+    return encode(self.tokenizer, [r.input for r in records],
+                  [r.answers[0] for r in records], self.max_answer_tokens)
+
+  def _queries(self, enc: Encoded, batch_size: int = 0) -> np.ndarray:
+    """Residuals h at the answer positions (queries: `self.query_map`)."""
+    return answer_queries(lambda i, m: self._query_fn(self.params, i, m), enc,
+                          batch_size or self.batch_size, self.dim)
+
+  def _base_drafts(self, split: str) -> drafts_lib.Drafts:
+    """The unedited model's answers as drafts: the gold answer up to its
+    first wrong token, that token in its place (exact by `settle`'s
+    argument), with the leads for the cheap certificate."""
+    q, enc = self.queries[split], self.enc[split]
+    tokens, mask = enc["ans"].copy(), enc["ans_mask"].copy()
+    empty = patch_lib.init_bank(8, self.dim)
+    best = np.zeros_like(tokens)
+    for rows, width in drafts_lib._chunks(mask.sum(-1), np.arange(len(q)),  # pylint: disable=protected-access
+                                          64, tokens.shape[1]):
+      pad = drafts_lib._padder(rows, width, min(64, drafts_lib._bucket(  # pylint: disable=protected-access
+          len(rows))))
+      got = _positions(self.tail, empty, jnp.asarray(pad(q)),
+                       jnp.asarray(pad(tokens)))[0]
+      best[rows, :width] = np.asarray(got)[:len(rows)]
+    bad = (best != tokens) & mask
+    wrong = bad.any(-1)
+    first = np.argmax(bad, -1)
+    r = np.flatnonzero(wrong)
+    tokens[r, first[r]] = best[r, first[r]]
+    mask &= ~(np.arange(mask.shape[1])[None] > np.where(
+        wrong, first, mask.shape[1])[:, None])
+    lead, spread = drafts_lib.leads(self.tail, q, tokens, mask)
+    return drafts_lib.Drafts(q, tokens, mask, ~wrong, lead, spread)
+
+  # -- checks ----------------------------------------------------------------
+
+  def _correct(self, bank, queries, enc: Encoded, rows, base=None,
+               prompts: Optional[List[str]] = None) -> np.ndarray:
+    """[len(rows)] bool: the patched model's greedy answer is the gold one."""
+    rows = np.asarray(rows, int)
+    known = np.full(len(rows), -1, np.int8)
+    if base is not None:   # cheap certificate: the unedited answer holds
+      d = base.take(rows)
+      held = drafts_lib.check(self.tail, bank, d, self.max_answer_tokens,
+                              self._head_norm) if np.isfinite(
+                                  self._head_norm) else known
+      known = np.where(held >= 0, held, -1).astype(np.int8)
+      self.counts["certified"] += int((known >= 0).sum())
+    todo = np.flatnonzero(known < 0)
+    if len(todo):
+      known[todo] = settle(self.tail, bank, queries[rows[todo]],
+                           enc["ans"][rows[todo]], enc["ans_mask"][rows[todo]])
+      self.counts["settled"] += int((known[todo] >= 0).sum())
+    todo = np.flatnonzero(known < 0)
+    if len(todo):
+      self.counts["decoded"] += len(todo)
+      known[todo] = self._decode_correct(bank, enc, rows[todo])
+    return known.astype(bool)
+
+  def _decode_correct(self, bank, enc: Encoded, rows) -> np.ndarray:
+    """Real greedy decoding of the patched model (near-ties only)."""
+    k = self.max_answer_tokens
+    fn = llama.greedy_fn(self.model, k)
+    out = np.zeros(len(rows), bool)
+    plen = enc["prompt_len"][rows]
+    for part, width in common.length_batches(plen, DECODE_BATCH):
+      ids = common.take_batch(enc["ids"][rows], part, width, DECODE_BATCH)
+      lens = np.ones(DECODE_BATCH, np.int32)
+      lens[:len(part)] = plen[part]
+      got = np.asarray(fn(self.params, bank, self.query_map, ids,
+                          lens))[:len(part)]
+      gold, m = enc["ans"][rows][part], enc["ans_mask"][rows][part]
+      out[part] = np.all((got == gold) | ~m, axis=-1)
+    return out
+
+  # -- what the stream asks --------------------------------------------------
+
+  def base_mistakes(self) -> int:
+    """Stream records the unedited model gets wrong."""
+    return int((~self.base["stream"].correct).sum())
+
+  def mistakes(self, bank, idxs) -> np.ndarray:
+    return ~self._correct(bank, self.q_stream, self.enc["stream"], idxs,
+                          self.base["stream"])
+
+  def edit_task(self, bank, i: int, rng, noise_samples: int = 0,
+                max_neurons: int = 5):
+    """The edit of stream record i (no dropout in a Llama: no noise pool);
+    None if teacher forcing finds nothing wrong."""
+    del rng, noise_samples
+    mask = self.enc["stream"]["ans_mask"][i]
+    width = editor.task_width(int(mask.sum()), mask.shape[0])
+    task = _make_edit_task(
+        self.tail, bank, self.q_stream[i][:width],
+        self.enc["stream"]["ans"][i][:width], mask[:width],
+        max_neurons=min(max_neurons, width))
+    return task if bool(task.neuron_mask.any()) else None
+
+  def after_edit(self, bank, i: int):
+    r = self.stream[i]
+    reph = list(r.rephrases)[:5]
+    ok = self._correct(bank, self.q_stream, self.enc["stream"], [i])[0]
+    if not reph:
+      return bool(ok), 0, 0
+    enc = encode(self.tokenizer, reph, [r.answers[0]] * len(reph),
+                 self.max_answer_tokens)
+    q = np.asarray(self.query_map(self._queries(enc, batch_size=8)))
+    right = self._correct(bank, q, enc, np.arange(len(reph)))
+    return bool(ok), int(right.sum()), len(reph)
+
+  def memory_rows(self, i: int) -> np.ndarray:
+    return self.q_stream[i][self.enc["stream"]["ans_mask"][i]]
+
+  def accuracy(self, bank, split: str, limit: Optional[int] = None) -> float:
+    n = len(self.train_sub if split == "train" else self.test)
+    n = min(n, limit) if limit else n
+    if not n:
+      return float("nan")
+    return float(np.mean(self._correct(bank, self.queries[split],
+                                       self.enc[split], np.arange(n),
+                                       self.base[split])))
+
+  def stream_accuracy(self, bank, idxs) -> float:
+    if not len(idxs):
+      return float("nan")
+    return float(np.mean(self._correct(bank, self.q_stream,
+                                       self.enc["stream"], idxs)))
+
+
+_make_edit_task = jax.jit(editor.make_edit_task,
+                          static_argnames=("max_neurons",))

@@ -1,0 +1,139 @@
+"""The causal-LM facts runtime on a tiny random Llama: every answer it reads
+off cached teacher-forced queries equals real greedy decoding of the patched
+model, for banks that change answers; mistakes, edits and metrics run."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from helpers.tiny_llama import tiny_llama
+from patcher_jax import patch as patch_lib
+from patcher_jax.adapters import llama
+from patcher_jax.data import Record
+from patcher_jax.tasks import lm_facts
+
+
+class CharTokenizer:
+  """One token per character but spaces (ids 3..60), enough for the
+  runtime."""
+
+  def __call__(self, text, add_special_tokens=False):
+    del add_special_tokens
+    return {"input_ids": [3 + ord(c) % 58 for c in text if c != " "]}
+
+
+def _records(rng, n, prefix):
+  words = ["ab", "cd", "ef", "gh", "ij"]
+  out = []
+  for i in range(n):
+    subj = "".join(rng.choice(list("klmnopqrst"), 3))
+    ans = str(rng.choice(words)) + str(rng.choice(words))[:rng.integers(1, 3)]
+    out.append(Record(f"{prefix}{i}", f"the {subj} is", (ans,),
+                      (f"a {subj} is", f"{subj} has")))
+  return out
+
+
+def _own_answers(model, params, records, k=3):
+  """Records whose answer is (every other one) the unedited model's greedy
+  continuation where the tokenizer can spell it (right before any edit, so
+  a bank can make them wrong)."""
+  enc = lm_facts.encode(CharTokenizer(), [r.input for r in records],
+                        ["x"] * len(records), k)
+  lens = enc["prompt_len"]
+  ids = np.zeros((len(records), int(lens.max())), np.int32)
+  for i, r in enumerate(records):
+    ids[i, :lens[i]] = CharTokenizer()(r.input)["input_ids"]
+  got = np.asarray(llama.greedy_fn(model, k)(
+      params, patch_lib.init_bank(8, 32), llama.identity_map(32), ids, lens))
+  out = []
+  for i, (r, toks) in enumerate(zip(records, got)):
+    if i % 2 == 0 and (toks >= 3).all():   # id t <- chr(55 + t): ord % 58 == t - 3
+      r = r._replace(answers=("".join(chr(55 + int(t)) for t in toks),))
+    out.append(r)
+  return out
+
+
+@pytest.fixture(scope="module")
+def runtime():
+  model, params, _ = tiny_llama()
+  rng = np.random.default_rng(0)
+  stream, train, test = (_own_answers(model, params, _records(rng, n, p))
+                         for n, p in ((12, "s"), (8, "t"), (8, "x")))
+  return lm_facts.LMFactsRuntime(
+      model, params, CharTokenizer(), stream, train, test,
+      _records(rng, 16, "m"), _records(rng, 4, "v"), max_answer_tokens=4,
+      batch_size=8, log=None)
+
+
+def _decoded(rt, bank, split):
+  """Real greedy decoding of every record of a split: right or not."""
+  enc = rt.enc[split]
+  return rt._decode_correct(bank, enc, np.arange(len(enc["ans"])))  # pylint: disable=protected-access
+
+
+def _banks(rt):
+  rng = np.random.default_rng(3)
+  q = rt.q_stream[rt.enc["stream"]["ans_mask"]]
+  for scale in (0.0, 2.0, 8.0):
+    pick = rng.choice(len(q), 4, replace=False)
+    neurons = patch_lib.init_neurons(jnp.asarray(q[pick]),
+                                     jax.random.PRNGKey(int(scale)))
+    neurons = neurons._replace(values=neurons.values * scale)
+    yield patch_lib.add_neurons(patch_lib.init_bank(8, rt.dim), neurons,
+                                jnp.ones(4, bool), 0)
+
+
+def test_checks_equal_real_greedy_decoding(runtime):
+  rt = runtime
+  changed = 0
+  base = _decoded(rt, patch_lib.init_bank(8, rt.dim), "stream")
+  for bank in _banks(rt):
+    for split in ("stream", "train", "test"):
+      enc = rt.enc[split]
+      rows = np.arange(len(enc["ans"]))
+      with_base = rt._correct(bank, rt.queries[split], enc, rows,  # pylint: disable=protected-access
+                              rt.base[split])
+      settled = lm_facts.settle(rt.tail, bank, rt.queries[split], enc["ans"],
+                                enc["ans_mask"])
+      truth = _decoded(rt, bank, split)
+      np.testing.assert_array_equal(with_base, truth)
+      np.testing.assert_array_equal(settled[settled >= 0],
+                                    truth[settled >= 0])
+    changed += int((_decoded(rt, bank, "stream") != base).sum())
+  assert base.any()        # some answers right before the banks
+  assert changed > 0       # some bank changed some answers
+  assert rt.counts["settled"] > 0
+
+
+def test_base_drafts_are_the_unedited_answers(runtime):
+  rt = runtime
+  truth = _decoded(rt, patch_lib.init_bank(8, rt.dim), "test")
+  np.testing.assert_array_equal(rt.base["test"].correct, truth)
+
+
+def test_edit_fixes_a_mistake(runtime):
+  """Some mistake of the stream gets fixed (a random tiny model cannot make
+  every token the argmax), and the runtime then reads it as right."""
+  import patcher_jax as pj  # pylint: disable=g-import-not-at-top
+  from patcher_jax import memory as memory_lib  # pylint: disable=g-import-not-at-top
+  rt = runtime
+  bank = patch_lib.init_bank(16, rt.dim)
+  wrong = np.flatnonzero(rt.mistakes(bank, np.arange(len(rt.stream))))
+  assert len(wrong)
+  mem = memory_lib.init_memory(rt.memory0, 1024)
+  val = memory_lib.init_memory(rt.val_memory0, 1024)
+  fixed = 0
+  for i in wrong[:4]:
+    task = rt.edit_task(bank, int(i), jax.random.PRNGKey(0), 0, 4)
+    new, stats = pj.edit(rt.tail, bank, task, mem, val,
+                         jax.random.PRNGKey(1), 0, pj.fast_config(lr=0.05))
+    ok, r_ok, r_n = rt.after_edit(new, int(i))
+    assert r_n == 2 and 0 <= r_ok <= 2
+    assert ok == (not rt.mistakes(new, [int(i)])[0])
+    if bool(stats.success):
+      assert ok
+      fixed += 1
+  assert fixed
+  assert rt.memory_rows(int(wrong[0])).shape == (
+      int(rt.enc["stream"]["ans_mask"][wrong[0]].sum()), rt.dim)
+  assert 0.0 <= rt.accuracy(bank, "test") <= 1.0
