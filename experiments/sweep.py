@@ -10,6 +10,7 @@ import json
 import os
 import statistics
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -21,19 +22,40 @@ flags.DEFINE_enum("task", "zsre", ["fever", "zsre"], "Benchmark task.")
 flags.DEFINE_enum("mode", "fast", ["fast", "parity"], "Base edit config.")
 flags.DEFINE_integer("num_edits", 100, "Edits per setting.")
 flags.DEFINE_string("settings", "", "';'-separated settings, each a ','-"
-                    "separated list of EditConfig overrides (name=value); an "
-                    "empty setting is the mode's default.")
+                    "separated list of EditConfig overrides (name=value), or "
+                    "of the pool settings pool (variants of the edit input "
+                    "per edit), word_drop, pool_dropout; an empty setting is "
+                    "the mode's default.")
+flags.DEFINE_integer("memory_size", 0, "Memory records (as run.py).")
 flags.DEFINE_string("cache_dir", None, "Base-model cache (as run.py).")
 flags.DEFINE_integer("train_sub_size", 2000, "TrainR subset (as run.py).")
 flags.DEFINE_integer("seed", 0, "Stream seed.")
 flags.DEFINE_string("json", None, "Write the table here.")
 
 
+POOL_KEYS = {"pool": int, "word_drop": float, "pool_dropout": bool}
+
+
+def parse_pool(text: str, defaults):
+  """The pool settings of 'a=1,pool=16,...' over `defaults` (a dict)."""
+  out = dict(defaults)
+  for item in filter(None, (t.strip() for t in text.split(","))):
+    name, _, value = item.partition("=")
+    if name in POOL_KEYS:
+      kind = POOL_KEYS[name]
+      out[name] = (value.lower() in ("1", "true", "yes") if kind is bool
+                   else kind(value))
+  return out
+
+
 def parse_setting(text: str, config):
-  """'a=1,b=x' -> config with those fields replaced (typed as the field)."""
+  """'a=1,b=x' -> config with those fields replaced (typed as the field);
+  pool settings (POOL_KEYS) are skipped here."""
   overrides = {}
   for item in filter(None, (t.strip() for t in text.split(","))):
     name, _, value = item.partition("=")
+    if name in POOL_KEYS:
+      continue
     if name not in config._fields:
       raise ValueError(f"--settings: EditConfig has no field {name!r}")
     kind = type(getattr(config, name))
@@ -52,15 +74,22 @@ def main(argv):
                                        cache_dir=FLAGS.cache_dir,
                                        data_key="embedded:full")
   runtime = tasks.build_runtime(FLAGS.task, bench, base, seed=FLAGS.seed,
-                                train_sub_size=FLAGS.train_sub_size)
+                                train_sub_size=FLAGS.train_sub_size,
+                                memory_size=FLAGS.memory_size)
   rows = []
   for text in FLAGS.settings.split(";"):
     config = parse_setting(text, configs.get(FLAGS.task, FLAGS.mode))
+    settings = configs.stream_settings(FLAGS.task, FLAGS.mode)
+    pool = parse_pool(text, {"pool": settings.pop("noise_samples"),
+                             "word_drop": 0.0, "pool_dropout": True})
+    runtime.pool_word_drop = pool["word_drop"]
+    runtime.pool_dropout = pool["pool_dropout"]
+    t0 = time.perf_counter()
     out = stream.run(runtime, config,
                      stream.StreamConfig(
                          num_edits=FLAGS.num_edits, seed=FLAGS.seed,
-                         checkpoint_every=0,
-                         **configs.stream_settings(FLAGS.task, FLAGS.mode)),
+                         checkpoint_every=0, noise_samples=pool["pool"],
+                         **settings),
                      log=lambda *_: None)
     summary = metrics.summarize(out["records"], out["folds"])
     times = [r["edit_time_s"] for r in out["records"][2:]]  # after compiles
@@ -69,7 +98,10 @@ def main(argv):
            "median_edit_s": statistics.median(times) if times else None,
            "median_steps": statistics.median(
                r["steps"] for r in out["records"]),
-           "failed": sum(not r["train_success"] for r in out["records"])}
+           "failed": sum(not r["train_success"] for r in out["records"]),
+           "neurons": statistics.mean(r["neurons"] for r in out["records"]),
+           "wall_s": round(time.perf_counter() - t0, 1),
+           "load": round(os.getloadavg()[0], 1)}
     rows.append(row)
     print(json.dumps(row), flush=True)
   if FLAGS.json:

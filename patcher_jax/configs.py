@@ -41,7 +41,14 @@ TASK = {"fever": {}, "zsre": dict(mem_weight=10.0),
 # The lm_* tasks (a pretrained SmolLM2, tasks/lm_facts.py) take zsRE's lead,
 # and larger steps: the residual-stream queries at lr 0.01 took ~300 steps
 # an edit (the bias walks 0.01 a step to the memory margin), at 0.05 ~80-110.
-TASK_MODE = {("zsre", "fast"): dict(edit_margin=4.0),
+# Fast-mode edits of both tasks also train the neurons to fire on a pool of
+# 16 dropout samples of the edit input (`pool_alpha`, with the stream's
+# `noise_samples` in TASK_STREAM): most failed rephrases were ones the new
+# neuron stayed silent on. GR on 100 zsRE edits 0.748 -> 0.920 (seed 0,
+# tuned), 0.772 -> 0.930 and 0.770 -> 0.928 (seeds 1, 2); FEVER 200 edits
+# seed 1: 0.900 -> 0.947; SR/ER 1.000, TrainR/TestR >= 0.997.
+TASK_MODE = {("zsre", "fast"): dict(edit_margin=4.0, pool_alpha=True),
+             ("fever", "fast"): dict(pool_alpha=True),
              ("lm_complete", "fast"): dict(edit_margin=4.0, lr=0.05),
              ("lm_chat", "fast"): dict(edit_margin=4.0, lr=0.05)}
 
@@ -54,6 +61,11 @@ STREAM = {"fast": dict(noise_samples=0, reference_memory=False,
                        max_neurons=16),
           "parity": dict(noise_samples=64, reference_memory=True,
                          max_neurons=5)}
+
+
+# Stream settings of a task in one mode (over STREAM): the pool above.
+TASK_STREAM = {("zsre", "fast"): dict(noise_samples=16),
+               ("fever", "fast"): dict(noise_samples=16)}
 
 
 def _check(task, mode) -> None:
@@ -137,7 +149,7 @@ def stream_settings(task: str, mode: str = "fast",
     16
   """
   _check(task, mode)
-  settings = dict(STREAM[mode])
+  settings = {**STREAM[mode], **TASK_STREAM.get((task, mode), {})}
   given = _given(overrides)
   unknown = set(given) - set(settings)
   if unknown:

@@ -71,6 +71,13 @@ class EditConfig(NamedTuple):
                                   # much (logit / logit-lead), not just flip
   margin_patience: int = 30       # ... or stop this many steps after all
                                   # else holds (in-step checks only)
+  pool_alpha: bool = False        # the task's query pool (noisy/augmented
+                                  # copies of the edit input) joins the
+                                  # activation and memory losses as extra
+                                  # copies: the neurons learn to fire on
+                                  # variants of the edit, at no head cost
+  pool_stop: bool = False         # ... and the margins stop rule asks the
+                                  # pool's pre-activations to hold them too
 
 
 class EditTask(NamedTuple):
@@ -300,6 +307,8 @@ class _EditTerms(NamedTuple):
   unsure: chex.Array
   alpha: chex.Array
   alpha_mask: chex.Array
+  stop_alpha: chex.Array     # the pre-activations the stop rule looks at
+  stop_mask: chex.Array
 
 
 def _edit_terms(neurons, tail, task, rng, config, train, full) -> _EditTerms:
@@ -309,9 +318,19 @@ def _edit_terms(neurons, tail, task, rng, config, train, full) -> _EditTerms:
   q_at = q[:, task.neuron_pos, :]                                # [B, n, d]
   alpha = jnp.einsum("bnd,nd->bn", q_at, neurons.keys) + neurons.biases
   alpha_mask = jnp.broadcast_to(task.neuron_mask, alpha.shape)
+  stop_alpha, stop_mask = alpha, alpha_mask
+  if config.pool_alpha and not config.noise:
+    # every pool copy, deterministic: the in-step margin checks stay exact
+    pool = jnp.einsum("snd,nd->sn", task.noisy_queries[:, task.neuron_pos],
+                      neurons.keys) + neurons.biases
+    alpha = jnp.concatenate([alpha, pool])
+    alpha_mask = jnp.broadcast_to(task.neuron_mask, alpha.shape)
+    if config.pool_stop:
+      stop_alpha, stop_mask = alpha, alpha_mask
   act_loss = losses.activation_loss(alpha, alpha_mask, config.act_k,
                                     config.act_margin)
-  return _EditTerms(edit_loss, act_loss, wrong, unsure, alpha, alpha_mask)
+  return _EditTerms(edit_loss, act_loss, wrong, unsure, alpha, alpha_mask,
+                    stop_alpha, stop_mask)
 
 
 def _memory_terms(neurons: Neurons, task: EditTask, memory: Memory,
@@ -330,7 +349,7 @@ def _combine(terms: _EditTerms, mem1, mem2, max_h,
              config: EditConfig) -> LossParts:
   total = terms.edit + config.act_weight * terms.act + config.mem_weight * (
       mem1 + mem2)
-  min_alpha = jnp.min(jnp.where(terms.alpha_mask, terms.alpha, jnp.inf))
+  min_alpha = jnp.min(jnp.where(terms.stop_mask, terms.stop_alpha, jnp.inf))
   return LossParts(total, terms.edit, terms.act, mem1, mem2, terms.wrong,
                    terms.unsure, min_alpha, max_h)
 

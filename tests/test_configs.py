@@ -6,7 +6,10 @@ from patcher_jax import configs
 
 
 def test_edit_config_default_is_fast_mode():
-  assert pj.EditConfig() == configs.get("fever", "fast") == pj.fast_config()
+  assert pj.EditConfig() == pj.fast_config()
+  # the task adds the pool of edit-input variants (with noise_samples)
+  assert configs.get("fever", "fast") == pj.EditConfig()._replace(
+      pool_alpha=True)
   fast = pj.EditConfig()
   assert (fast.copies, fast.noise, fast.stop_rule, fast.value_init,
           fast.keep_failed, fast.weight_decay) == (1, False, "margins",
@@ -43,7 +46,7 @@ def test_stream_settings():
   assert configs.stream_settings("zsre", "parity") == dict(
       noise_samples=64, reference_memory=True, max_neurons=5)
   assert configs.stream_settings("zsre") == dict(
-      noise_samples=0, reference_memory=False, max_neurons=16)
+      noise_samples=16, reference_memory=False, max_neurons=16)
   assert configs.stream_settings("zsre", max_neurons=None)["max_neurons"] == 16
   assert configs.stream_settings("zsre", max_neurons=3)["max_neurons"] == 3
 
@@ -86,3 +89,11 @@ def test_parity_losses_and_optimiser_are_the_references(task, mem_weight):
   assert got["mem_weight"] == mem_weight          # main.py:46 of the reference
   stream = configs.stream_settings(task, "parity")
   assert stream["max_neurons"] == 5 and stream["reference_memory"]
+
+
+def test_fast_mode_pool_comes_with_its_samples():
+  for task in configs.TASKS:
+    fast = configs.get(task)
+    assert fast.pool_alpha and not fast.noise
+    assert configs.stream_settings(task)["noise_samples"] > 0
+    assert not configs.get(task, "parity").pool_alpha

@@ -288,3 +288,39 @@ def test_an_unreachable_edit_margin_stops_after_the_patience(tiny_bart):
   assert bool(plain.success) and bool(capped.success)
   assert int(plain.steps) <= int(capped.steps) <= int(plain.steps) + 6
   assert not bool(capped.margins_ok)
+
+
+def test_pool_alpha_trains_the_neuron_to_fire_on_the_pool(tiny_bart):
+  # The pool (here: inputs with hidden words) joins the activation and memory
+  # losses: the trained neuron fires more on it than without, and with
+  # pool_stop the stop rule holds the pool to the memory margins too.
+  t = tiny_bart
+  _, q = bart.forward(t.model, t.params, *t.batch())
+  tail = bart.make_tail(t.config, t.params)
+  memory = pj.init_memory(q[1:].reshape(-1, 32), 64)
+  ids, am, dec, dm = (a[:1] for a in t.batch())
+  pool = bart.augmented_queries(t.model, t.params, ids, am, dec, dm,
+                                jax.random.PRNGKey(3), 8, word_drop=0.5)
+  chex.assert_shape(pool, (8,) + q.shape[1:])
+  assert not np.allclose(pool, q[:1])
+  bank = pj.init_bank(8, 32)
+  task = pj.make_edit_task(tail, bank, q[0], t.labels[0], jnp.ones(5, bool),
+                           noisy_queries=pool, max_neurons=5)
+  run = jax.jit(pj.edit, static_argnames="config")
+
+  def pool_alpha(config):
+    new_bank, stats = run(tail, bank, task, memory, memory,
+                          jax.random.PRNGKey(0), 0, config=config)
+    assert bool(stats.success), stats
+    n = int(new_bank.size)
+    pos = task.neuron_pos[:n]
+    a = jnp.einsum("snd,nd->sn", pool[:, pos], new_bank.keys[:n])
+    return float(jnp.min(a + new_bank.biases[:n])), stats
+
+  base = pj.fast_config(mem_weight=10.0, max_steps=300)
+  plain, _ = pool_alpha(base)
+  pooled, _ = pool_alpha(base._replace(pool_alpha=True))
+  held, stats = pool_alpha(base._replace(pool_alpha=True, pool_stop=True))
+  assert pooled > plain
+  if bool(stats.margins_ok):
+    assert held > float(stats.max_memory_h) + base.gamma

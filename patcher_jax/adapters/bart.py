@@ -5,8 +5,10 @@ fc1 inputs at every teacher-forced decoder position; the tail runs the FFN, the
 final LayerNorm of that layer and the tied LM head at those positions only, so
 the vocabulary projection is paid for the answer tokens, not the whole batch.
 """
+import jax
 import jax.numpy as jnp
 
+from patcher_jax import augment
 from patcher_jax import objectives
 from patcher_jax import patch as patch_lib
 from patcher_jax import tail as tail_lib
@@ -108,6 +110,23 @@ def noisy_queries(model, params, input_ids, attention_mask, decoder_input_ids,
   return queries(model, params, rep(input_ids), rep(attention_mask),
                  rep(decoder_input_ids), rep(decoder_attention_mask),
                  train=True, rng=rng)
+
+
+def augmented_queries(model, params, input_ids, attention_mask,
+                      decoder_input_ids, decoder_attention_mask, rng,
+                      num: int, word_drop: float = 0.1, train: bool = False):
+  """`num` variants of one example's decoder queries: [num, T, d].
+
+  Each variant hides every input token but the first and the last with
+  probability `word_drop` (masked out of attention: a paraphrase-like
+  deletion made from the input alone) and, with `train`, adds dropout.
+  Inputs are [1, T] arrays.
+  """
+  rep = lambda a: jnp.repeat(a[:1], num, axis=0)
+  r_words, r_drop = jax.random.split(rng)
+  mask = augment.hide_words(r_words, attention_mask, num, word_drop)
+  return queries(model, params, rep(input_ids), mask, rep(decoder_input_ids),
+                 rep(decoder_attention_mask), train=train, rng=r_drop)
 
 
 def _full_forward(model, params, inputs, delta_fn, rng, train, copies):

@@ -5,8 +5,10 @@ reaches the pooler and the classifier, so one query per example ([CLS]'s FFN
 input) is all an edit needs. A head with one logit uses the reference's binary
 loss (logit > 0 means SUPPORTS); a head with C >= 2 labels uses cross-entropy.
 """
+import jax
 import jax.numpy as jnp
 
+from patcher_jax import augment
 from patcher_jax import objectives
 from patcher_jax import patch as patch_lib
 from patcher_jax import tail as tail_lib
@@ -91,6 +93,17 @@ def noisy_queries(model, params, input_ids, attention_mask, rng, num: int):
   ids = jnp.repeat(input_ids[:1], num, axis=0)
   mask = jnp.repeat(attention_mask[:1], num, axis=0)
   return queries(model, params, ids, mask, train=True, rng=rng)[:, None, :]
+
+
+def augmented_queries(model, params, input_ids, attention_mask, rng,
+                      num: int, word_drop: float = 0.1, train: bool = False):
+  """`num` variants of one example's [CLS] query, [num, 1, d]: each hides
+  input words with probability `word_drop` (`augment.hide_words`) and, with
+  `train`, adds dropout."""
+  r_words, r_drop = jax.random.split(rng)
+  mask = augment.hide_words(r_words, attention_mask, num, word_drop)
+  ids = jnp.repeat(input_ids[:1], num, axis=0)
+  return queries(model, params, ids, mask, train=train, rng=r_drop)[:, None, :]
 
 
 def targets(labels):

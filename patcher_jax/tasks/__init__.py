@@ -40,7 +40,7 @@ def edit_config(task: str, mode: str = "fast", **overrides):
 
 
 def build_runtime(task, bench, base, *, seed, train_sub_size, memory_size=0,
-                  log=print):
+                  pool_word_drop=0.0, pool_dropout=True, log=print):
   """The runtime of a base model on a benchmark, as run.py uses it.
 
   The train split is shuffled with the seed and cut into the TrainR subset

@@ -5,6 +5,7 @@ Everything the stream needs is computed once with the frozen base model: the
 split and the memory sets. After that every check, post-edit evaluation and
 retention metric is a small matmul through the patch bank plus the tail.
 """
+import functools
 from typing import Optional, Sequence
 
 import jax
@@ -23,6 +24,9 @@ class ClassificationRuntime:
   """Cached queries and evaluation for one classifier and one benchmark."""
 
   max_neurons = 1   # one label: one wrong position
+  # The pool of edit-input variants (as Seq2SeqRuntime's).
+  pool_word_drop = 0.0
+  pool_dropout = True
 
   def __init__(self, model, params, tokenizer, stream: Sequence[Record],
                train_sub: Sequence[Record], test: Sequence[Record],
@@ -126,8 +130,9 @@ class ClassificationRuntime:
     if noise_samples:
       ids, mask = (common.pad_to_multiple(a)
                    for a in self._tokenize([self.stream[i].input]))
-      noisy = common.jitted_noisy_queries(
-          self.model, bert.noisy_queries, noise_samples)(
+      pool_fn = (_augment_fn(self.pool_word_drop, self.pool_dropout)
+                 if self.pool_word_drop else bert.noisy_queries)
+      noisy = common.jitted_noisy_queries(self.model, pool_fn, noise_samples)(
               self.params, rng, jnp.asarray(ids), jnp.asarray(mask))
     task = _make_edit_task(
         self.tail, bank, self.q_stream[i:i + 1],
@@ -198,6 +203,13 @@ def _patched_logits(tail, bank: Optional[patch_lib.PatchBank], q):
 
 def _queries_jit(model, params, ids, mask):
   return common.jitted_queries(model, bert.queries)(params, ids, mask)
+
+
+@functools.lru_cache(maxsize=8)
+def _augment_fn(word_drop: float, dropout: bool):
+  """One function object per setting (jitted_noisy_queries caches by it)."""
+  return functools.partial(bert.augmented_queries, word_drop=word_drop,
+                           train=dropout)
 
 
 # One compile per task shape instead of op-by-op dispatch on every edit.

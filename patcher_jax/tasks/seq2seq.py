@@ -48,6 +48,11 @@ class Seq2SeqRuntime:
   """Cached queries, memory and generation-based checks for one BART."""
 
   max_neurons = 32  # one per wrong answer token; StreamConfig caps it
+  # The pool of edit-input variants (`noise_samples` of them): dropout
+  # samples of the whole model (the reference's), or with `pool_word_drop`
+  # > 0 inputs with hidden words (plus dropout if `pool_dropout`).
+  pool_word_drop = 0.0
+  pool_dropout = True
 
   def __init__(self, model, params, tokenizer, stream: Sequence[Record],
                train_sub: Sequence[Record], test: Sequence[Record],
@@ -322,13 +327,17 @@ class Seq2SeqRuntime:
     width = editor.task_width(int(mask.sum()), mask.shape[0])
     noisy = None
     if noise_samples:
-      # the decoder is causal: positions past `width` change nothing before
+      # the decoder is causal: positions past `width` change nothing before;
+      # the source is cropped to its length (rounded up to 8: few compiles),
+      # since padding costs as much as words in every encoder layer
+      src = -(-int(enc["attention_mask"][i].sum()) // 8) * 8
       arrays = [jnp.asarray(enc[k][i:i + 1, :n]) for k, n in (
-          ("input_ids", None), ("attention_mask", None),
+          ("input_ids", src), ("attention_mask", src),
           ("decoder_input_ids", width), ("decoder_attention_mask", width))]
-      noisy = common.jitted_noisy_queries(
-          self.model, bart.noisy_queries, noise_samples)(
-              self.params, rng, *arrays)
+      pool_fn = (_augment_fn(self.pool_word_drop, self.pool_dropout)
+                 if self.pool_word_drop else bart.noisy_queries)
+      noisy = common.jitted_noisy_queries(self.model, pool_fn, noise_samples)(
+          self.params, rng, *arrays)
     task = _make_edit_task(
         self.tail, bank, self.q_stream[i][:width], enc["labels"][i][:width],
         mask[:width], noisy_queries=noisy,
@@ -447,6 +456,13 @@ class Seq2SeqRuntime:
     return float(np.mean(self._correct(bank, [self.stream[i] for i in idxs],
                                        self._stream_drafts(idxs, edited=True),
                                        batch=EVAL_BATCH)))
+
+
+@functools.lru_cache(maxsize=8)
+def _augment_fn(word_drop: float, dropout: bool):
+  """One function object per setting (jitted_noisy_queries caches by it)."""
+  return functools.partial(bart.augmented_queries, word_drop=word_drop,
+                           train=dropout)
 
 
 # One compile per task shape instead of op-by-op dispatch on every edit.
