@@ -26,7 +26,7 @@ def _fever_requests(ed, n=3):
 def fever(tmp_path_factory):
   d = str(tmp_path_factory.mktemp("fever_model"))
   ed = tiny.tiny_editor("fever", d,
-                        config=configs.get("fever", max_steps=200))
+                        config=configs.get("fever", max_steps=1000))
   claims, targets = _fever_requests(ed)
   results = ed.edit(claims, targets, rephrase_prompts=[[c + " Indeed."]
                                                        for c in claims],
