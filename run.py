@@ -68,6 +68,10 @@ flags.DEFINE_integer("max_neurons", None, "Neurons per edit at most, one per "
                      "wrong answer token (zsRE). Default: 5 in parity mode "
                      "(the reference's), 16 in fast mode (long answers "
                      "otherwise cannot be fixed).")
+flags.DEFINE_integer("pool", None, "Fast mode: dropout samples of each edit "
+                     "input whose pre-activations join the activation and "
+                     "memory losses (more generality; 0: none, the earlier "
+                     "fast mode). Default: the task's (configs).")
 flags.DEFINE_integer("num_processes", 1, "Processes in a distributed run.")
 flags.DEFINE_integer("process_id", 0, "This process's index.")
 
@@ -161,6 +165,9 @@ def _check_flags():
                f"--task={FLAGS.task}")
   elif lm_task and (FLAGS.data_dir or FLAGS.model_dir):
     problem = f"--task={FLAGS.task} takes no --data_dir / --model_dir"
+  elif FLAGS.pool is not None and (FLAGS.mode != "fast" or FLAGS.pool < 0):
+    problem = ("--pool: a sample count >= 0, in fast mode only (parity "
+               "draws the reference's noisy copies itself)")
   if problem:
     print(f"error: flags: {problem}", file=sys.stderr)
     sys.exit(2)
@@ -228,13 +235,15 @@ def main(argv):
         f"(memory {len(runtime.memory0)}, val memory "
         f"{len(runtime.val_memory0)})")
 
+  pool = {} if FLAGS.pool is None else {"pool_alpha": FLAGS.pool > 0}
   edit_config = configs.get(FLAGS.task, FLAGS.mode,
-                            keep_failed=FLAGS.keep_failed)
+                            keep_failed=FLAGS.keep_failed, **pool)
   curve_every = FLAGS.curve_every or max(1, FLAGS.num_edits // 10)
   config = stream.StreamConfig(
       num_edits=FLAGS.num_edits, num_folds=FLAGS.num_folds, seed=FLAGS.seed,
       **configs.stream_settings(FLAGS.task, FLAGS.mode,
-                                max_neurons=FLAGS.max_neurons),
+                                max_neurons=FLAGS.max_neurons,
+                                noise_samples=FLAGS.pool),
       checkpoint_every=FLAGS.checkpoint_every, curve_every=curve_every)
   bar = _progress(FLAGS.num_edits * FLAGS.num_folds)
   done = {"n": 0, "ok": 0, "t0": time.perf_counter()}
