@@ -58,17 +58,24 @@ def save(ed, directory: str) -> str:
     save_file(arrays, os.path.join(tmp, ARRAYS))
     with open(os.path.join(tmp, META), "w") as f:
       json.dump(metadata(ed), f, indent=1)
-    old = None
-    if os.path.exists(directory):
-      old = tempfile.mkdtemp(prefix=".old-", dir=parent)
-      os.rename(directory, os.path.join(old, "bank"))
-    os.rename(tmp, directory)
-    if old:
-      shutil.rmtree(old, ignore_errors=True)
+    replace_dir(tmp, directory)
   finally:
     if os.path.isdir(tmp):
       shutil.rmtree(tmp, ignore_errors=True)
   return directory
+
+
+def replace_dir(tmp: str, directory: str) -> None:
+  """Move the finished folder `tmp` to `directory`, replacing what is there
+  by renames only: a crash leaves the old folder or the new one, whole."""
+  old = None
+  if os.path.exists(directory):
+    old = tempfile.mkdtemp(prefix=".old-",
+                           dir=os.path.dirname(os.path.abspath(directory)))
+    os.rename(directory, os.path.join(old, "previous"))
+  os.rename(tmp, directory)
+  if old:
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def read(directory: str):

@@ -19,6 +19,7 @@ from typing import Any, Dict, Tuple
 
 import numpy as np
 
+from patcher_jax import bank_io
 from patcher_jax import patch as patch_lib
 
 INFO = "patcher_jax_export.json"
@@ -116,13 +117,7 @@ def export(ed, out_dir: str) -> str:
       json.dump({"task": ed.task, "base_fingerprint": ed.fingerprint,
                  "neurons": int(np.asarray(ed.bank.live).sum()),
                  "edits": ed.live_edits}, f, indent=1)
-    old = None
-    if os.path.exists(out_dir):
-      old = tempfile.mkdtemp(prefix=".old-", dir=parent)
-      os.rename(out_dir, os.path.join(old, "model"))
-    os.rename(tmp, out_dir)
-    if old:
-      shutil.rmtree(old, ignore_errors=True)
+    bank_io.replace_dir(tmp, out_dir)
   finally:
     if os.path.isdir(tmp):
       shutil.rmtree(tmp, ignore_errors=True)
