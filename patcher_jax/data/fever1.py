@@ -16,6 +16,7 @@ type-checked.
 import collections
 from typing import Optional
 
+from patcher_jax.data import kilt
 from patcher_jax.data.records import FEVER_LABELS, Record
 from patcher_jax.data.validate import text_field, type_name
 
@@ -47,16 +48,7 @@ def parse_fever1_record(obj, *, default_id: str, fail,
   """One decoded line -> Record, or None for a NOT ENOUGH INFO claim."""
   if not isinstance(obj, dict):
     fail(f"expected a JSON object, got {type_name(obj)}")
-  if "id" in obj:
-    rid = obj["id"]
-    if isinstance(rid, bool) or not isinstance(rid, (str, int)):
-      fail(f"id must be a string or an integer, got {type_name(rid)}")
-    rid = str(rid)
-    if not rid.strip():
-      fail("id is empty")
-  else:
-    rid = default_id
-    notes["ids synthesized (no 'id' field)"] += 1
+  rid = kilt.record_id(obj, default_id, fail, notes)
   if "claim" not in obj:
     fail("missing field 'claim'")
   claim = text_field(obj["claim"], "claim", fail)

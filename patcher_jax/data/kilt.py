@@ -46,23 +46,30 @@ def check_task(task: str) -> str:
   return task
 
 
+def record_id(obj: dict, default_id: str, fail,
+              notes: collections.Counter) -> str:
+  """A record's `id` as a string (`default_id` when it has none, counted in
+  `notes`); `fail(problem)` for an id that is not a non-empty string or int."""
+  if "id" not in obj:
+    notes["ids synthesized (no 'id' field)"] += 1
+    return default_id
+  rid = obj["id"]
+  # KILT ids are strings; some dumps write integers. Anything else is a bug.
+  if isinstance(rid, bool) or not isinstance(rid, (str, int)):
+    fail(f"id must be a string or an integer, got {type_name(rid)}")
+  rid = str(rid)
+  if not rid.strip():
+    fail("id is empty")
+  return rid
+
+
 def parse_record(obj, task: str, *, default_id: str, fail,
                  notes: collections.Counter) -> Record:
   """One decoded JSON value -> Record; `fail(problem)` raises a DataError."""
   if not isinstance(obj, dict):
     fail(f"expected a JSON object, got {type_name(obj)}")
 
-  if "id" in obj:
-    rid = obj["id"]
-    # KILT ids are strings; some dumps write integers. Anything else is a bug.
-    if isinstance(rid, bool) or not isinstance(rid, (str, int)):
-      fail(f"id must be a string or an integer, got {type_name(rid)}")
-    rid = str(rid)
-    if not rid.strip():
-      fail("id is empty")
-  else:
-    rid = default_id
-    notes["ids synthesized (no 'id' field)"] += 1
+  rid = record_id(obj, default_id, fail, notes)
 
   if "input" not in obj:
     fail("missing field 'input'")
