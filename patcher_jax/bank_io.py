@@ -9,6 +9,7 @@ A bank directory holds
 It is written to a temporary directory beside the target and renamed into
 place, so a crash never leaves a half-written bank. No pickle anywhere.
 """
+import contextlib
 import json
 import os
 import shutil
@@ -45,12 +46,7 @@ def save(ed, directory: str) -> str:
     The directory.
   """
   from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
-  directory = os.path.abspath(directory)
-  parent = os.path.dirname(directory)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=".tmp-" + os.path.basename(directory),
-                         dir=parent)
-  try:
+  with atomic_dir(directory) as tmp:
     arrays = {k: np.ascontiguousarray(np.asarray(v))
               for k, v in ed.bank._asdict().items()}
     arrays["size"] = arrays["size"].reshape(1)
@@ -58,24 +54,31 @@ def save(ed, directory: str) -> str:
     save_file(arrays, os.path.join(tmp, ARRAYS))
     with open(os.path.join(tmp, META), "w") as f:
       json.dump(metadata(ed), f, indent=1)
-    replace_dir(tmp, directory)
+  return os.path.abspath(directory)
+
+
+@contextlib.contextmanager
+def atomic_dir(directory: str):
+  """Yields an empty temporary folder beside `directory`; on success it
+  replaces `directory` by renames only (a crash leaves the old folder or the
+  new one, whole), on error it is removed and `directory` is untouched."""
+  directory = os.path.abspath(directory)
+  parent = os.path.dirname(directory)
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix=".tmp-" + os.path.basename(directory),
+                         dir=parent)
+  try:
+    yield tmp
+    old = None
+    if os.path.exists(directory):
+      old = tempfile.mkdtemp(prefix=".old-", dir=parent)
+      os.rename(directory, os.path.join(old, "previous"))
+    os.rename(tmp, directory)
+    if old:
+      shutil.rmtree(old, ignore_errors=True)
   finally:
     if os.path.isdir(tmp):
       shutil.rmtree(tmp, ignore_errors=True)
-  return directory
-
-
-def replace_dir(tmp: str, directory: str) -> None:
-  """Move the finished folder `tmp` to `directory`, replacing what is there
-  by renames only: a crash leaves the old folder or the new one, whole."""
-  old = None
-  if os.path.exists(directory):
-    old = tempfile.mkdtemp(prefix=".old-",
-                           dir=os.path.dirname(os.path.abspath(directory)))
-    os.rename(directory, os.path.join(old, "previous"))
-  os.rename(tmp, directory)
-  if old:
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def read(directory: str):

@@ -13,8 +13,6 @@ exactly nothing (gelu(0) * 0). The result loads with
 import copy
 import json
 import os
-import shutil
-import tempfile
 from typing import Any, Dict, Tuple
 
 import numpy as np
@@ -102,11 +100,7 @@ def export(ed, out_dir: str) -> str:
                                  ed.bank)
   model = type(ed.base.model)(config, _do_init=False)
   out_dir = os.path.abspath(out_dir)
-  parent = os.path.dirname(out_dir)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=".tmp-" + os.path.basename(out_dir),
-                         dir=parent)
-  try:
+  with bank_io.atomic_dir(out_dir) as tmp:
     model.save_pretrained(tmp, params=params, safe_serialization=True)
     ed.base.tokenizer.save_pretrained(tmp)
     if ed.task == "zsre":
@@ -117,8 +111,4 @@ def export(ed, out_dir: str) -> str:
       json.dump({"task": ed.task, "base_fingerprint": ed.fingerprint,
                  "neurons": int(np.asarray(ed.bank.live).sum()),
                  "edits": ed.live_edits}, f, indent=1)
-    bank_io.replace_dir(tmp, out_dir)
-  finally:
-    if os.path.isdir(tmp):
-      shutil.rmtree(tmp, ignore_errors=True)
   return out_dir
