@@ -311,5 +311,15 @@ def main(argv):
   sys.stdout.flush()
 
 
+def _parse_flags(argv):
+  """absl's flag parsing, but a mistyped or ill-valued flag is one error line
+  and exit status 2 (absl prints "FATAL Flags parsing error" and exits 1)."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    print(f"error: flags: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

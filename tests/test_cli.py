@@ -99,3 +99,18 @@ def test_module_entry_point_help():
   out = subprocess.run([sys.executable, "-m", "patcher_jax", "--help"],
                        capture_output=True, text=True, check=True)
   assert "edit" in out.stdout and "export" in out.stdout
+
+
+@pytest.mark.parametrize("flag, problem", [
+    ("--output_dir=x", "Unknown command line flag 'output_dir'"),
+    ("--num_edits=abc", "--num_edits=abc"),
+    ("--task=foo", "--task=foo"),
+    ("--pool=-1", "--pool: a sample count"),
+])
+def test_run_py_flag_mistakes_are_one_line_and_status_2(flag, problem):
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  out = subprocess.run([sys.executable, os.path.join(root, "run.py"), flag],
+                       capture_output=True, text=True, cwd=root)
+  assert out.returncode == 2, out.stderr
+  assert out.stderr.count("\n") == 1 and out.stderr.startswith("error: flags: ")
+  assert problem in out.stderr
