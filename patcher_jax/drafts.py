@@ -109,6 +109,26 @@ def _unedited_lead(tail: Tail, queries: chex.Array, tokens: chex.Array):
   return own - jnp.max(others, axis=-1), tail_lib.norm_spread(tail, x)
 
 
+@jax.jit
+def _spread(tail: Tail, queries: chex.Array) -> chex.Array:
+  x = tail_lib.residual(tail, queries) + tail_lib.ffn_output(tail, queries)
+  return tail_lib.norm_spread(tail, x)
+
+
+def spreads(tail: Tail, queries: np.ndarray, chunk: int = 256) -> np.ndarray:
+  """[N, T] std (RMS) of the patched layer's norm input at the unedited
+  model's queries [N, T, d] (the `spread` of `Drafts`), in chunks of rows."""
+  n = queries.shape[0]
+  out = np.zeros(queries.shape[:2], np.float32)
+  for start in range(0, n, chunk):
+    part = queries[start:start + chunk]
+    size = min(chunk, _bucket(len(part)))   # few shapes, few compiles
+    pad = np.zeros((size - len(part),) + part.shape[1:], part.dtype)
+    out[start:start + len(part)] = np.asarray(
+        _spread(tail, np.concatenate([part, pad])))[:len(part)]
+  return out
+
+
 def leads(tail: Tail, queries: np.ndarray, tokens: np.ndarray,
           mask: np.ndarray, chunk: int = 64):
   """(lead, spread) [N, T] of drafts under the unedited model (for `Drafts`)."""

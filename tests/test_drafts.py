@@ -146,3 +146,29 @@ def test_drafts_that_end_in_eos_are_checked_through_it():
     decoded = rt._correct(bank, records, texts=True)[1]  # pylint: disable=protected-access
     assert drafted == decoded
     assert 0 < sum(a != "" for a in decoded) < len(decoded)
+
+
+def test_base_drafts_from_decoding_equal_teacher_forcing(runtime):
+  # `_base_drafts` reads each step's query and lead off the greedy decoding
+  # itself; a second, teacher-forced pass along the answer must agree.
+  from patcher_jax.models import qa_format
+  records = list(runtime.test)[:24]
+  d = runtime._base_drafts(records)  # pylint: disable=protected-access
+  empty = pj.init_bank(8, runtime.dim)
+  ids = runtime._generate_ids(empty, [r.input for r in records], 8)  # pylint: disable=protected-access
+  np.testing.assert_array_equal(d.tokens, ids)
+  enc = qa_format.encode_sources(runtime.tokenizer,
+                                 [r.input for r in records],
+                                 runtime.max_src_len)
+  start = np.full((len(records), 1),
+                  runtime.model.config.decoder_start_token_id, np.int32)
+  enc["decoder_input_ids"] = np.concatenate([start, ids[:, :-1]], 1)
+  enc["decoder_attention_mask"] = d.mask.astype(np.int32)
+  queries = runtime._teacher_forced(enc, 8)  # pylint: disable=protected-access
+  lead, spread = drafts_lib.leads(runtime.tail, queries, ids, d.mask)
+  m = d.mask
+  assert m.sum() > len(records)
+  np.testing.assert_allclose(d.queries[m], queries[m], atol=1e-4)
+  np.testing.assert_allclose(d.lead[m], lead[m], atol=1e-3)
+  np.testing.assert_allclose(d.spread[m], spread[m], rtol=1e-4)
+  assert np.isneginf(d.lead[~m]).all()

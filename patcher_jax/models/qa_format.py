@@ -158,13 +158,21 @@ def generation_config(model_config, max_new_tokens: int):
       pad_token_id=model_config.pad_token_id)
 
 
-def greedy_decode_fn(model, max_new_tokens: int) -> Callable[..., jax.Array]:
+def greedy_decode_fn(model, max_new_tokens: int,
+                     capture: Optional[Callable] = None
+                     ) -> Callable[..., Any]:
   """A pure, un-jitted ``fn(params, encoder_hidden, attention_mask) -> ids``.
 
   ``ids`` is [B, max_new_tokens] int32: the greedy tokens after the decoder
   start, with ``pad`` after the first eos. The encoder output is an input, so
   callers that already have it (training, the editor) skip the encoder; wrap
   in ``jax.jit`` yourself, e.g. under ``flax.linen.intercept_methods``.
+
+  With ``capture`` (``capture(step) -> (output, query [B, 1, d])``, e.g. the
+  patch site's input through `run_with_patch`), ``fn`` returns
+  ``(ids, queries [B, T, d], lead [B, T])``: each step's query and how far
+  its greedy token led the runner-up, what a draft of this answer needs
+  (drafts.py) without a second, teacher-forced pass.
   """
   cfg = model.config
   start, eos, pad = (cfg.decoder_start_token_id, cfg.eos_token_id,
@@ -179,26 +187,40 @@ def greedy_decode_fn(model, max_new_tokens: int) -> Callable[..., jax.Array]:
     dec_mask = jnp.ones((b, max_new_tokens), jnp.int32)
 
     def cond(carry):
-      t, _, _, done, _ = carry
+      t, _, _, done = carry[:4]
       return (t < max_new_tokens) & ~jnp.all(done)
 
     def body(carry):
-      t, token, cache, done, ids = carry
-      out = model.decode(
+      t, token, cache, done, ids = carry[:5]
+      step = lambda: model.decode(
           token[:, None], enc, encoder_attention_mask=attention_mask,
           decoder_attention_mask=dec_mask,
           decoder_position_ids=jnp.full((b, 1), t, jnp.int32),
           past_key_values=cache, params=params)
-      nxt = jnp.argmax(out.logits[:, -1], axis=-1).astype(jnp.int32)
+      out, query = capture(step) if capture else (step(), None)
+      logits = out.logits[:, -1]
+      nxt = jnp.argmax(logits, axis=-1).astype(jnp.int32)
       nxt = jnp.where(done, pad, nxt)
-      ids = jax.lax.dynamic_update_slice(ids, nxt[:, None], (0, t))
-      return t + 1, nxt, out.past_key_values, done | (nxt == eos), ids
+      put = lambda buf, x: jax.lax.dynamic_update_slice_in_dim(buf, x, t, 1)
+      new = (t + 1, nxt, out.past_key_values, done | (nxt == eos),
+             put(ids, nxt[:, None]))
+      if capture:
+        top = jnp.max(logits, axis=-1)
+        vocab = jnp.arange(logits.shape[-1])
+        runner_up = jnp.max(jnp.where(vocab == jnp.argmax(logits, -1)[:, None],
+                                      -jnp.inf, logits), axis=-1)
+        new += (put(carry[5], query), put(carry[6], (top - runner_up)[:, None]))
+      return new
 
     # A while loop, not a scan: it stops once every row has emitted eos
     # (most answers are a few tokens long).
     init = (jnp.int32(0), jnp.full((b,), start, jnp.int32), cache,
             jnp.zeros((b,), bool), jnp.full((b, max_new_tokens), pad, jnp.int32))
-    return jax.lax.while_loop(cond, body, init)[-1]
+    if capture:
+      init += (jnp.zeros((b, max_new_tokens, cfg.d_model), jnp.float32),
+               jnp.zeros((b, max_new_tokens), jnp.float32))
+    out = jax.lax.while_loop(cond, body, init)
+    return out[4:] if capture else out[4]
 
   return fn
 

@@ -44,6 +44,27 @@ def patched_generate_fn(model, max_new_tokens: int):
   return jax.jit(fn)
 
 
+@functools.lru_cache(maxsize=8)
+def drafting_generate_fn(model, max_new_tokens: int):
+  """jit(fn(params, input_ids, attention_mask) -> (ids, queries, lead)): the
+  unedited model's greedy answers with, at every step, the query at the
+  patch site [B, T, d] and the greedy token's lead [B, T] (drafts.py)."""
+  site = bart.site(model.config)
+
+  def capture(step):
+    out, captured = run_with_patch(step, site)
+    return out, captured[0]
+
+  decode = qa_format.greedy_decode_fn(model, max_new_tokens, capture=capture)
+
+  def fn(params, ids, mask):
+    hidden = model.encode(ids, attention_mask=mask,
+                          params=params).last_hidden_state
+    return decode(params, hidden, mask)
+
+  return jax.jit(fn)
+
+
 class Seq2SeqRuntime:
   """Cached queries, memory and generation-based checks for one BART."""
 
@@ -53,6 +74,10 @@ class Seq2SeqRuntime:
   # > 0 inputs with hidden words (plus dropout if `pool_dropout`).
   pool_word_drop = 0.0
   pool_dropout = True
+  # None: every sample runs the whole model (the reference's copies); k: the
+  # encoder runs k times (0: once, no dropout), the decoder per sample
+  # (bart.decoder_noisy_queries).
+  pool_encoder_samples = None
 
   def __init__(self, model, params, tokenizer, stream: Sequence[Record],
                train_sub: Sequence[Record], test: Sequence[Record],
@@ -193,25 +218,37 @@ class Seq2SeqRuntime:
                                np.zeros((0, t), bool), np.zeros(0, bool),
                                np.zeros((0, t), np.float32),
                                np.zeros((0, t), np.float32))
-    empty = patch_lib.init_bank(8, d)
     questions = questions or [r.input for r in records]
-    ids = self._generate_ids(empty, questions, self.batch_size)
+    ids, queries, lead = self._draft_ids(questions, self.batch_size)
     eos = self.model.config.eos_token_id
     is_eos = ids == eos
     # through the first eos (all positions if generation never stopped)
     last = np.where(is_eos.any(-1), is_eos.argmax(-1), ids.shape[1] - 1)
     mask = np.arange(ids.shape[1])[None] <= last[:, None]
-    enc = qa_format.encode_sources(self.tokenizer, questions, self.max_src_len)
-    start = np.full((len(records), 1), self.model.config.decoder_start_token_id,
-                    np.int32)
-    enc["decoder_input_ids"] = np.concatenate([start, ids[:, :-1]], 1)
-    enc["decoder_attention_mask"] = mask.astype(np.int32)
-    queries = self._teacher_forced(enc, self.batch_size)
     texts = qa_format.decode_ids(self.tokenizer, ids)
     correct = np.array([qa_format.exact_match(t, r.answers)
                         for t, r in zip(texts, records)], bool)
-    lead, spread = drafts_lib.leads(self.tail, queries, ids, mask)
-    return drafts_lib.Drafts(queries, ids, mask, correct, lead, spread)
+    return drafts_lib.Drafts(queries, ids, mask, correct,
+                             np.where(mask, lead, -np.inf),
+                             drafts_lib.spreads(self.tail, queries))
+
+  def _draft_ids(self, questions: Sequence[str], batch: int):
+    """The unedited model's greedy answers (ids [N, T]) with each step's
+    query [N, T, d] and lead [N, T], batched by question length."""
+    src = qa_format.encode_sources(self.tokenizer, questions, self.max_src_len)
+    n, t, d = len(questions), self._max_new_tokens, self.model.config.d_model
+    ids, queries = np.zeros((n, t), np.int32), np.zeros((n, t, d), np.float32)
+    lead = np.zeros((n, t), np.float32)
+    fn = drafting_generate_fn(self.model, t)
+    mask = src["attention_mask"]
+    for rows, width in common.length_batches(mask.sum(-1), batch):
+      b_ids = common.take_batch(src["input_ids"], rows, width, batch)
+      b_mask = common.take_batch(mask, rows, width, batch)
+      b_mask[len(rows):, 0] = 1
+      out = fn(self.params, b_ids, b_mask)
+      ids[rows], queries[rows], lead[rows] = (np.asarray(a)[:len(rows)]
+                                              for a in out)
+    return ids, queries, lead
 
   # -- generation ------------------------------------------------------------
 
@@ -335,7 +372,10 @@ class Seq2SeqRuntime:
           ("input_ids", src), ("attention_mask", src),
           ("decoder_input_ids", width), ("decoder_attention_mask", width))]
       pool_fn = (_augment_fn(self.pool_word_drop, self.pool_dropout)
-                 if self.pool_word_drop else bart.noisy_queries)
+                 if self.pool_word_drop else
+                 _decoder_pool_fn(self.pool_encoder_samples)
+                 if self.pool_encoder_samples is not None else
+                 bart.noisy_queries)
       noisy = common.jitted_noisy_queries(self.model, pool_fn, noise_samples)(
           self.params, rng, *arrays)
     task = _make_edit_task(
@@ -463,6 +503,13 @@ def _augment_fn(word_drop: float, dropout: bool):
   """One function object per setting (jitted_noisy_queries caches by it)."""
   return functools.partial(bart.augmented_queries, word_drop=word_drop,
                            train=dropout)
+
+
+@functools.lru_cache(maxsize=8)
+def _decoder_pool_fn(encoder_samples: int):
+  """One function object per setting (jitted_noisy_queries caches by it)."""
+  return functools.partial(bart.decoder_noisy_queries,
+                           encoder_samples=encoder_samples)
 
 
 # One compile per task shape instead of op-by-op dispatch on every edit.
