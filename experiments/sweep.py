@@ -24,7 +24,7 @@ flags.DEFINE_integer("num_edits", 100, "Edits per setting.")
 flags.DEFINE_string("settings", "", "';'-separated settings, each a ','-"
                     "separated list of EditConfig overrides (name=value), or "
                     "of the pool settings pool (variants of the edit input "
-                    "per edit), word_drop, pool_dropout; an empty setting is "
+                    "per edit), word_drop, pool_dropout, encoder_samples; an empty setting is "
                     "the mode's default.")
 flags.DEFINE_integer("memory_size", 0, "Memory records (as run.py).")
 flags.DEFINE_string("cache_dir", None, "Base-model cache (as run.py).")
@@ -33,7 +33,8 @@ flags.DEFINE_integer("seed", 0, "Stream seed.")
 flags.DEFINE_string("json", None, "Write the table here.")
 
 
-POOL_KEYS = {"pool": int, "word_drop": float, "pool_dropout": bool}
+POOL_KEYS = {"pool": int, "word_drop": float, "pool_dropout": bool,
+             "encoder_samples": int}
 
 
 def parse_pool(text: str, defaults):
@@ -81,9 +82,13 @@ def main(argv):
     config = parse_setting(text, configs.get(FLAGS.task, FLAGS.mode))
     settings = configs.stream_settings(FLAGS.task, FLAGS.mode)
     pool = parse_pool(text, {"pool": settings.pop("noise_samples"),
-                             "word_drop": 0.0, "pool_dropout": True})
+                             "word_drop": 0.0, "pool_dropout": True,
+                             "encoder_samples": -1})
     runtime.pool_word_drop = pool["word_drop"]
     runtime.pool_dropout = pool["pool_dropout"]
+    # -1: every sample runs the whole model (the default)
+    runtime.pool_encoder_samples = (None if pool["encoder_samples"] < 0
+                                    else pool["encoder_samples"])
     t0 = time.perf_counter()
     out = stream.run(runtime, config,
                      stream.StreamConfig(
