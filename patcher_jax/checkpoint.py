@@ -4,7 +4,10 @@ A checkpoint holds the arrays (patch banks, memories, RNG key) as a pytree and
 the bookkeeping (stream cursors, per-edit records) as JSON, under one step
 number: the count of edit rounds done. Orbax writes to a temporary directory
 and renames it when complete, so a process killed at any point leaves either
-the previous checkpoint or the new one, never a torn one.
+the previous checkpoint or the new one, never a torn one. Saves are
+asynchronous: `save` returns once the arrays are on the host, the write
+overlaps the next edits, and `finish` waits for it (a save waits for the one
+before it).
 """
 import os
 from typing import Any, Dict, Optional, Tuple
@@ -15,7 +18,7 @@ import orbax.checkpoint as ocp
 
 def manager(directory: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(
-      max_to_keep=max_to_keep, enable_async_checkpointing=False,
+      max_to_keep=max_to_keep, enable_async_checkpointing=True,
       create=True)
   return ocp.CheckpointManager(os.path.abspath(directory), options=options,
                                item_names=("arrays", "meta"))
@@ -23,10 +26,16 @@ def manager(directory: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
 
 def save(mngr: ocp.CheckpointManager, step: int, arrays: Dict[str, Any],
          meta: Dict[str, Any]) -> None:
-  """Save arrays (a pytree of arrays) and meta (JSON-able) as `step`."""
+  """Save arrays (a pytree of arrays) and meta (JSON-able) as `step`, in
+  the background: the caller may change neither afterwards (pass copies;
+  `finish` waits for the write)."""
   mngr.save(step, args=ocp.args.Composite(
-      arrays=ocp.args.StandardSave(arrays),
+      arrays=ocp.args.StandardSave(_to_numpy(arrays)),
       meta=ocp.args.JsonSave(meta)), force=True)
+
+
+def finish(mngr: ocp.CheckpointManager) -> None:
+  """Wait until the last `save` is on disk."""
   mngr.wait_until_finished()
 
 

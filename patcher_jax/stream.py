@@ -389,10 +389,15 @@ def _maybe_checkpoint(ctx: _Run, state: FoldState, prog: Progress,
   every = ctx.config.checkpoint_every
   if ctx.manager is None or not every:
     return
-  if (prog.rounds % every == 0 or final) and (
-      ctx.manager.latest_step() != prog.rounds):
-    ckpt_lib.save(ctx.manager, prog.rounds, _arrays(state, ctx.runtime),
-                  prog._asdict())
+  saved = ctx.memo.get("saved_round", ctx.manager.latest_step())
+  if (prog.rounds % every == 0 or final) and saved != prog.rounds:
+    ctx.memo["saved_round"] = prog.rounds
+    # copies: the save is written in the background while the lists grow
+    meta = {k: list(v) if isinstance(v, list) else v
+            for k, v in prog._asdict().items()}
+    ckpt_lib.save(ctx.manager, prog.rounds, _arrays(state, ctx.runtime), meta)
+  if final:
+    ckpt_lib.finish(ctx.manager)
 
 
 def merge(results: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
