@@ -299,12 +299,27 @@ def _pick_mistakes(ctx: _Run, state: FoldState, prog: Progress):
       order = ctx.orders[prog.folds[slot]]
       pick = _next_mistake(ctx.runtime, _unstack(state.bank, slot), order,
                            prog, slot, ctx.config, ctx.base_key)
-      prefetch = getattr(ctx.runtime, "prefetch", None)
-      if pick is not None and prefetch is not None:
-        cursor = prog.cursors[slot]
-        prefetch(order[cursor:cursor + ctx.config.prefetch])
+      if pick is not None:
+        _look_ahead(ctx, order, prog, slot)
     picks.append(pick)
   return picks
+
+
+def _look_ahead(ctx: _Run, order, prog: Progress, slot: int) -> None:
+  """Let the runtime start what the coming rounds need and no bank changes
+  (lookahead.py): the rephrase drafts of the next records, and the dropout
+  pool of the likeliest next mistake (the runtime guesses among the next
+  window's records) under the key `_next_mistake` will use for it."""
+  cursor = prog.cursors[slot]
+  prefetch = getattr(ctx.runtime, "prefetch", None)
+  if prefetch is not None:
+    prefetch(order[cursor:cursor + ctx.config.prefetch])
+  pool = getattr(ctx.runtime, "prefetch_pool", None)
+  if pool is not None and ctx.config.noise_samples:
+    # the next search starts after this mistake: its key is known now
+    pool(order[cursor + 1:cursor + 1 + ctx.config.check_window],
+         _pool_key(ctx.base_key, prog.folds[slot], cursor + 1),
+         ctx.config.noise_samples)
 
 
 def _edit_round(ctx: _Run, state: FoldState, prog: Progress, picks):
@@ -471,7 +486,7 @@ def _next_mistake(runtime, bank, order, prog: Progress, slot: int,
     offset = int(np.argmax(wrong))
     prog.cursors[slot] = start + offset
     idx = int(window[offset])
-    key = jax.random.fold_in(base_key, 7_000_000 + 10_000 * fold + start)
+    key = _pool_key(base_key, fold, start)
     task = runtime.edit_task(bank, idx, key, config.noise_samples,
                              _neurons_per_edit(runtime, config))
     if task is None:   # generation wrong but teacher forcing right: skip
@@ -482,6 +497,11 @@ def _next_mistake(runtime, bank, order, prog: Progress, slot: int,
     return idx, task
   prog.finished[slot] = True
   return None
+
+
+def _pool_key(base_key, fold: int, start: int):
+  """The key of the dropout pool of the mistake found from `start` on."""
+  return jax.random.fold_in(base_key, 7_000_000 + 10_000 * fold + start)
 
 
 @functools.partial(jax.jit, donate_argnums=(0, 1))

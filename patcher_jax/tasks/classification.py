@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from patcher_jax import editor
+from patcher_jax import lookahead
 from patcher_jax import patch as patch_lib
 from patcher_jax import tail as tail_lib
 from patcher_jax.adapters import bert
@@ -60,6 +61,8 @@ class ClassificationRuntime:
     self.dim = model.config.hidden_size
     self._logits = jax.jit(_patched_logits)
     self._empty = patch_lib.init_bank(8, self.dim)
+    self._pools = common.Pools(lookahead.Lookahead())  # pools drawn ahead
+    self._base_wrong = None    # [stream] the unedited model is wrong (lazy)
 
   # -- model access ---------------------------------------------------------
 
@@ -96,6 +99,7 @@ class ClassificationRuntime:
     self.y_stream = np.concatenate([self.y_stream, np.array(
         [fever_label(r) for r in records], np.int32)])
     self.stream += records
+    self._base_wrong = None
     return np.arange(start, len(self.stream))
 
   def predict(self, bank, texts: Sequence[str]) -> list:
@@ -128,17 +132,34 @@ class ClassificationRuntime:
     """The cached inputs of editing stream record i (None: nothing to fix)."""
     noisy = None
     if noise_samples:
-      ids, mask = (common.pad_to_multiple(a)
-                   for a in self._tokenize([self.stream[i].input]))
-      pool_fn = (_augment_fn(self.pool_word_drop, self.pool_dropout)
-                 if self.pool_word_drop else bert.noisy_queries)
-      noisy = common.jitted_noisy_queries(self.model, pool_fn, noise_samples)(
-              self.params, rng, jnp.asarray(ids), jnp.asarray(mask))
+      noisy = self._pools.get(i, rng, noise_samples,
+                              self._pool_fn(i, noise_samples))
     task = _make_edit_task(
         self.tail, bank, self.q_stream[i:i + 1],
         self.y_stream[i:i + 1], np.ones(1, bool), noisy_queries=noisy,
         max_neurons=min(max_neurons, self.max_neurons))
     return task if bool(task.neuron_mask.any()) else None
+
+  def prefetch_pool(self, candidates, rng, noise_samples: int) -> None:
+    """Start drawing, in the background, the dropout pool (under `rng`) of
+    the first of `candidates` the unedited model gets wrong: the stream's
+    likeliest next mistake (`edit_task` uses it if it guessed right)."""
+    if self._base_wrong is None:
+      empty = patch_lib.init_bank(8, self.dim)
+      self._base_wrong = self.mistakes(empty, np.arange(len(self.stream)))
+    i = common.first_base_mistake(candidates, self._base_wrong)
+    if noise_samples and i is not None:
+      self._pools.start(i, rng, noise_samples, self._pool_fn(i, noise_samples))
+
+  def _pool_fn(self, i: int, noise_samples: int):
+    """rng -> record i's pool of `noise_samples` dropout samples (numpy;
+    tokenized here, so the returned function may run in the background)."""
+    ids, mask = (jnp.asarray(common.pad_to_multiple(a))
+                 for a in self._tokenize([self.stream[i].input]))
+    pool_fn = (_augment_fn(self.pool_word_drop, self.pool_dropout)
+               if self.pool_word_drop else bert.noisy_queries)
+    fn = common.jitted_noisy_queries(self.model, pool_fn, noise_samples)
+    return lambda rng: np.asarray(fn(self.params, rng, ids, mask))
 
   def after_edit(self, bank, i: int):
     """(edit correct now, rephrases correct, rephrases total)."""

@@ -151,3 +151,46 @@ def chunked(fn: Callable, x: np.ndarray, chunk: int = CHUNK) -> np.ndarray:
                                             part.dtype)])
     outs.append(np.asarray(fn(part))[:size - pad])
   return np.concatenate(outs)
+
+
+class Pools:
+  """Dropout pools of edit inputs drawn ahead of need on the lookahead
+  thread (lookahead.py), by (record, key, size): a runtime starts the pool
+  of the stream's likeliest next mistake, and `edit_task` takes it if the
+  guess was right (else draws in place: the same arrays either way).
+
+  Example:
+    pools = Pools(lookahead.Lookahead())
+    pools.start(7, key, 16, draw)       # draw(key) -> [16, T, d] numpy
+    noisy = pools.get(7, key, 16, draw)
+  """
+
+  def __init__(self, ahead, keep: int = 8):
+    self._ahead, self._keep, self._futures = ahead, keep, {}
+
+  @staticmethod
+  def _tag(i: int, rng, size: int):
+    if jax.numpy.issubdtype(rng.dtype, jax.dtypes.prng_key):
+      rng = jax.random.key_data(rng)
+    return int(i), np.asarray(rng).tobytes(), int(size)
+
+  def start(self, i: int, rng, size: int, draw: Callable) -> None:
+    tag = self._tag(i, rng, size)
+    if tag not in self._futures:
+      from patcher_jax import lookahead  # pylint: disable=g-import-not-at-top
+      self._futures[tag] = self._ahead.submit(lookahead.URGENT, draw, rng)
+      while len(self._futures) > self._keep:     # guesses never used
+        self._futures.pop(next(iter(self._futures)))
+
+  def get(self, i: int, rng, size: int, draw: Callable) -> np.ndarray:
+    guess = self._futures.pop(self._tag(i, rng, size), None)
+    return guess.result() if guess is not None else draw(rng)
+
+
+def first_base_mistake(candidates, base_wrong: np.ndarray) -> Optional[int]:
+  """The first of `candidates` (stream indices) the unedited model gets
+  wrong: the likeliest next mistake (edits rarely fix other records)."""
+  for i in candidates:
+    if base_wrong[int(i)]:
+      return int(i)
+  return None

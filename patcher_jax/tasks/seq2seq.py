@@ -15,6 +15,7 @@ import numpy as np
 
 from patcher_jax import drafts as drafts_lib
 from patcher_jax import editor
+from patcher_jax import lookahead
 from patcher_jax import patch as patch_lib
 from patcher_jax.adapters import bart
 from patcher_jax.adapters.intercept import run_with_patch
@@ -139,7 +140,9 @@ class Seq2SeqRuntime:
         arrays[f"base_{name}_{f}"] for f in drafts_lib.Drafts._fields))
                         for name in splits}
     self.counts = {"certified": 0, "decoded": 0}
-    self._reph_drafts = {}   # stream index -> rephrase gold drafts (prefetch)
+    self._reph_drafts = {}   # stream index -> (its block's drafts, rows)
+    self._ahead = lookahead.Lookahead()
+    self._pools = common.Pools(self._ahead)   # dropout pools drawn ahead
     self._checked, self._answered = {}, {}   # answers seen (edit_answers)
     self._reph_before = {}   # stream index -> rephrases the base got right
     log(f"  cached {len(stream)} stream, {len(self.memory0)} memory and "
@@ -212,43 +215,48 @@ class Seq2SeqRuntime:
     records' inputs; answers are checked against the records') and their
     queries."""
     t, d = self._max_new_tokens, self.model.config.d_model
-    if not records:
+    if not records:   # a tokenizer cannot encode an empty batch
       return drafts_lib.Drafts(np.zeros((0, t, d), np.float32),
                                np.zeros((0, t), np.int32),
                                np.zeros((0, t), bool), np.zeros(0, bool),
                                np.zeros((0, t), np.float32),
                                np.zeros((0, t), np.float32))
     questions = questions or [r.input for r in records]
-    ids, queries, lead = self._draft_ids(questions, self.batch_size)
+    src = qa_format.encode_sources(self.tokenizer, questions, self.max_src_len)
+    return self._finish_base_drafts(records, self._draft_arrays(src))
+
+  def _draft_arrays(self, src):
+    """Model work of `_base_drafts` (no tokenizer: may run in the
+    background): (ids [N, T], queries [N, T, d], lead, spread [N, T]) of the
+    greedy answers to the encoded sources, batched by length."""
+    n, t, d = (len(src["input_ids"]), self._max_new_tokens,
+               self.model.config.d_model)
+    ids, queries = np.zeros((n, t), np.int32), np.zeros((n, t, d), np.float32)
+    lead = np.zeros((n, t), np.float32)
+    fn = drafting_generate_fn(self.model, t)
+    mask = src["attention_mask"]
+    for rows, width in common.length_batches(mask.sum(-1), self.batch_size):
+      b_ids = common.take_batch(src["input_ids"], rows, width, self.batch_size)
+      b_mask = common.take_batch(mask, rows, width, self.batch_size)
+      b_mask[len(rows):, 0] = 1
+      out = fn(self.params, b_ids, b_mask)
+      ids[rows], queries[rows], lead[rows] = (np.asarray(a)[:len(rows)]
+                                              for a in out)
+    return ids, queries, lead, drafts_lib.spreads(self.tail, queries)
+
+  def _finish_base_drafts(self, records, arrays) -> drafts_lib.Drafts:
+    """`Drafts` from `_draft_arrays`: answers decoded and checked."""
+    ids, queries, lead, spread = arrays
     eos = self.model.config.eos_token_id
     is_eos = ids == eos
     # through the first eos (all positions if generation never stopped)
     last = np.where(is_eos.any(-1), is_eos.argmax(-1), ids.shape[1] - 1)
     mask = np.arange(ids.shape[1])[None] <= last[:, None]
-    texts = qa_format.decode_ids(self.tokenizer, ids)
+    texts = qa_format.decode_ids(self.tokenizer, ids) if len(ids) else []
     correct = np.array([qa_format.exact_match(t, r.answers)
                         for t, r in zip(texts, records)], bool)
     return drafts_lib.Drafts(queries, ids, mask, correct,
-                             np.where(mask, lead, -np.inf),
-                             drafts_lib.spreads(self.tail, queries))
-
-  def _draft_ids(self, questions: Sequence[str], batch: int):
-    """The unedited model's greedy answers (ids [N, T]) with each step's
-    query [N, T, d] and lead [N, T], batched by question length."""
-    src = qa_format.encode_sources(self.tokenizer, questions, self.max_src_len)
-    n, t, d = len(questions), self._max_new_tokens, self.model.config.d_model
-    ids, queries = np.zeros((n, t), np.int32), np.zeros((n, t, d), np.float32)
-    lead = np.zeros((n, t), np.float32)
-    fn = drafting_generate_fn(self.model, t)
-    mask = src["attention_mask"]
-    for rows, width in common.length_batches(mask.sum(-1), batch):
-      b_ids = common.take_batch(src["input_ids"], rows, width, batch)
-      b_mask = common.take_batch(mask, rows, width, batch)
-      b_mask[len(rows):, 0] = 1
-      out = fn(self.params, b_ids, b_mask)
-      ids[rows], queries[rows], lead[rows] = (np.asarray(a)[:len(rows)]
-                                              for a in out)
-    return ids, queries, lead
+                             np.where(mask, lead, -np.inf), spread)
 
   # -- generation ------------------------------------------------------------
 
@@ -361,23 +369,11 @@ class Seq2SeqRuntime:
     # Crop to the answer positions (the mask is a prefix): each step runs the
     # LM head on every position it is given.
     mask = np.asarray(enc["label_mask"][i], bool)
-    width = editor.task_width(int(mask.sum()), mask.shape[0])
+    width = self._task_width(i)
     noisy = None
     if noise_samples:
-      # the decoder is causal: positions past `width` change nothing before;
-      # the source is cropped to its length (rounded up to 8: few compiles),
-      # since padding costs as much as words in every encoder layer
-      src = -(-int(enc["attention_mask"][i].sum()) // 8) * 8
-      arrays = [jnp.asarray(enc[k][i:i + 1, :n]) for k, n in (
-          ("input_ids", src), ("attention_mask", src),
-          ("decoder_input_ids", width), ("decoder_attention_mask", width))]
-      pool_fn = (_augment_fn(self.pool_word_drop, self.pool_dropout)
-                 if self.pool_word_drop else
-                 _decoder_pool_fn(self.pool_encoder_samples)
-                 if self.pool_encoder_samples is not None else
-                 bart.noisy_queries)
-      noisy = common.jitted_noisy_queries(self.model, pool_fn, noise_samples)(
-          self.params, rng, *arrays)
+      noisy = self._pools.get(i, rng, noise_samples,
+                              self._pool_fn(i, noise_samples))
     task = _make_edit_task(
         self.tail, bank, self.q_stream[i][:width], enc["labels"][i][:width],
         mask[:width], noisy_queries=noisy,
@@ -388,43 +384,96 @@ class Seq2SeqRuntime:
     return editor.fit_slots(task)
 
   def prefetch(self, idxs) -> None:
-    """Make `after_edit(bank, idxs[0])` need (almost) no model call: if its
-    rephrases are not ready, prepare those of every record in `idxs` (the
-    next ones a stream will visit) in one batched pass: their gold drafts
-    (teacher forced) and base drafts (the unedited model's answers).
+    """Start preparing the rephrase drafts of the records in `idxs` (the
+    next ones a stream will visit), in the background (lookahead.py): their
+    gold drafts (teacher forced) and base drafts (the unedited model's
+    answers), which `after_edit` and `rephrases_before` read.
 
     Neither depends on the bank: computing them ahead in blocks replaces
     per-edit model calls, and with both drafts most rephrase answers of the
-    patched model are certified instead of decoded (drafts.py).
+    patched model are certified instead of decoded (drafts.py). Called with
+    the next n records every round, it starts a block when the first is
+    missing or half are: blocks of about n / 2, begun n / 2 edits early.
     """
-    if not len(idxs) or int(idxs[0]) in self._reph_drafts:
+    idxs = [int(i) for i in idxs]
+    todo = [i for i in idxs if i not in self._reph_drafts]
+    if not todo or (idxs[0] not in todo and 2 * len(todo) < len(idxs)):
       return
-    todo = [int(i) for i in idxs if int(i) not in self._reph_drafts]
     owners, questions = [], []
     for i in todo:
       reph = list(self.stream[i].rephrases)[:REPHRASES]
       owners.extend([i] * len(reph))
       questions.extend(reph)
-    drafts = None
+    drafts = lambda: None
     if questions:
       records = [self.stream[i] for i in owners]
-      answers = [r.answers[0] for r in records]
-      enc = qa_format.encode_qa(self.tokenizer, questions, answers,
+      # tokenized here: the background thread runs the model only
+      enc = qa_format.encode_qa(self.tokenizer, questions,
+                                [r.answers[0] for r in records],
                                 self.max_src_len, self.max_tgt_len)
-      drafts = (self._gold_drafts(records, enc, self._teacher_forced(
-          enc, self.batch_size)), self._base_drafts(records, questions))
+      src = qa_format.encode_sources(self.tokenizer, questions,
+                                     self.max_src_len)
+      arrays = self._ahead.submit(
+          lookahead.SOON, lambda: (self._teacher_forced(enc, self.batch_size),
+                                   self._draft_arrays(src)))
+
+      @functools.cache
+      def drafts():
+        gold_q, base = arrays.result()
+        return (self._gold_drafts(records, enc, gold_q),
+                self._finish_base_drafts(records, base))
     owners = np.asarray(owners, int)
     for i in todo:
-      rows = np.flatnonzero(owners == i)
-      self._reph_drafts[i] = (None if drafts is None else
-                              tuple(d.take(rows) for d in drafts))
+      self._reph_drafts[i] = (drafts, np.flatnonzero(owners == i))
+
+  def _rephrase_drafts(self, i: int, pop: bool):
+    """(gold drafts, base drafts) of record i's rephrases (None if it has
+    none), waiting for their block if it is under way."""
+    if i not in self._reph_drafts:
+      self.prefetch([i])
+    drafts, rows = (self._reph_drafts.pop(i) if pop  # used once: stays small
+                    else self._reph_drafts[i])
+    block = drafts()
+    return None if block is None else tuple(d.take(rows) for d in block)
+
+  def prefetch_pool(self, candidates, rng, noise_samples: int) -> None:
+    """Start drawing, in the background, the dropout pool (under `rng`) of
+    the first of `candidates` the unedited model gets wrong: the stream's
+    likeliest next mistake. `edit_task` uses it if that is the next edit; a
+    wrong guess costs only the other core's time."""
+    i = common.first_base_mistake(candidates,
+                                  ~self.base_drafts["stream"].correct)
+    if noise_samples and i is not None:
+      self._pools.start(i, rng, noise_samples, self._pool_fn(i, noise_samples))
+
+  def _pool_fn(self, i: int, noise_samples: int):
+    """rng -> record i's pool of `noise_samples` dropout samples [S, w, d]
+    (a numpy array: computed where it is called)."""
+    enc = self.stream_qa
+    width = self._task_width(i)
+    # the decoder is causal: positions past `width` change nothing before;
+    # the source is cropped to its length (rounded up to 8: few compiles),
+    # since padding costs as much as words in every encoder layer
+    src = -(-int(enc["attention_mask"][i].sum()) // 8) * 8
+    arrays = [jnp.asarray(enc[k][i:i + 1, :n]) for k, n in (
+        ("input_ids", src), ("attention_mask", src),
+        ("decoder_input_ids", width), ("decoder_attention_mask", width))]
+    pool_fn = (_augment_fn(self.pool_word_drop, self.pool_dropout)
+               if self.pool_word_drop else
+               _decoder_pool_fn(self.pool_encoder_samples)
+               if self.pool_encoder_samples is not None else
+               bart.noisy_queries)
+    fn = common.jitted_noisy_queries(self.model, pool_fn, noise_samples)
+    return lambda rng: np.asarray(fn(self.params, rng, *arrays))
+
+  def _task_width(self, i: int) -> int:
+    mask = np.asarray(self.stream_qa["label_mask"][i], bool)
+    return editor.task_width(int(mask.sum()), mask.shape[0])
 
   def after_edit(self, bank, i: int):
     """(edit correct now, rephrases correct, rephrases total)."""
     r = self.stream[i]
-    if i not in self._reph_drafts:
-      self.prefetch([i])
-    more = self._reph_drafts.pop(i)     # used once: the cache stays small
+    more = self._rephrase_drafts(i, pop=True)
     # the base drafts are the unedited model's answers: GR before the edits
     self._reph_before[i] = 0 if more is None else int(more[1].correct.sum())
     # the edit's own drafts are cached; rows: the input, then its rephrases
@@ -449,9 +498,7 @@ class Seq2SeqRuntime:
     read off their base drafts (the unedited model's own answers)."""
     n = len(list(self.stream[i].rephrases)[:REPHRASES])
     if i not in self._reph_before:
-      if i not in self._reph_drafts:
-        self.prefetch([i])
-      more = self._reph_drafts[i]
+      more = self._rephrase_drafts(i, pop=False)
       self._reph_before[i] = 0 if more is None else int(
           more[1].correct.sum())
     return self._reph_before.pop(i), n

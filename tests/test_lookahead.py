@@ -1,0 +1,61 @@
+"""The lookahead thread and the pools drawn ahead (tasks/common.Pools)."""
+import threading
+
+import jax
+import numpy as np
+import pytest
+
+from patcher_jax import lookahead
+from patcher_jax.tasks import common
+
+
+def test_urgent_work_runs_before_work_queued_earlier():
+  ahead = lookahead.Lookahead()
+  gate, ran = threading.Event(), []
+  ahead.submit(lookahead.SOON, gate.wait)          # keeps the thread busy
+  soon = ahead.submit(lookahead.SOON, ran.append, "soon")
+  urgent = ahead.submit(lookahead.URGENT, ran.append, "urgent")
+  gate.set()
+  soon.result(timeout=10), urgent.result(timeout=10)
+  assert ran == ["urgent", "soon"]
+
+
+def test_errors_surface_where_the_result_is_read():
+  ahead = lookahead.Lookahead()
+  with pytest.raises(ZeroDivisionError):
+    ahead.submit(lookahead.URGENT, lambda: 1 / 0).result(timeout=10)
+  assert ahead.submit(lookahead.URGENT, lambda: 2).result(timeout=10) == 2
+
+
+def _draw(calls):
+  def draw(rng):
+    calls.append(threading.current_thread().name)
+    return np.asarray(jax.random.normal(rng, (4, 3)))
+  return draw
+
+
+def test_a_right_guess_is_drawn_ahead_and_equals_drawing_in_place():
+  calls = []
+  pools = common.Pools(lookahead.Lookahead())
+  key = jax.random.PRNGKey(3)
+  pools.start(7, key, 4, _draw(calls))
+  got = pools.get(7, key, 4, _draw(calls))
+  assert calls == ["patcher_jax-lookahead"]
+  np.testing.assert_array_equal(got, _draw([])(key))
+
+
+@pytest.mark.parametrize("i, seed, size", [(8, 3, 4), (7, 4, 4), (7, 3, 8)])
+def test_a_wrong_guess_is_never_used(i, seed, size):
+  calls = []
+  pools = common.Pools(lookahead.Lookahead())
+  pools.start(7, jax.random.PRNGKey(3), 4, _draw(calls))
+  key = jax.random.PRNGKey(seed)
+  got = pools.get(i, key, size, _draw(calls))
+  np.testing.assert_array_equal(got, _draw([])(key))
+  assert threading.current_thread().name in calls   # drawn in place
+
+
+def test_first_base_mistake():
+  wrong = np.array([False, True, False, True])
+  assert common.first_base_mistake([2, 3, 1], wrong) == 3
+  assert common.first_base_mistake([0, 2], wrong) is None
