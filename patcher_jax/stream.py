@@ -218,6 +218,9 @@ def run(runtime, edit_config: editor.EditConfig, config: StreamConfig, *,
   timings = timings if timings is not None else Timings()
   ctx, state, prog = _start(runtime, edit_config, config, folds,
                             checkpoint_dir, resume, timings, log)
+  # A round's checks run in the background during the next round's edit;
+  # its records are made then (or before anything reads the records).
+  pending = []
   while not all(prog.finished):
     with timings.phase("next_mistake"):
       picks = _pick_mistakes(ctx, state, prog)
@@ -226,19 +229,22 @@ def run(runtime, edit_config: editor.EditConfig, config: StreamConfig, *,
     with timings.phase("edit"):
       state, stats, edit_s = _edit_round(ctx, state, prog, picks)
     with timings.phase("after_edit"):
-      records = _record_round(ctx, state, prog, picks, stats, edit_s)
+      _settle(prog, pending, on_edit)
+      pending = _check_round(ctx, state, prog, picks, stats, edit_s)
     with timings.phase("memory_append"):
       state = _append_memories(state, runtime, picks, config)
     prog = prog._replace(rounds=prog.rounds + 1)
-    for rec in records:
-      if on_edit:
-        on_edit(rec)
+    if on_round or _records_read(ctx, prog):
+      with timings.phase("after_edit"):
+        _settle(prog, pending, on_edit)
     with timings.phase("curve"):
       _maybe_curve_point(ctx, state, prog)
     with timings.phase("checkpoint"):
       _maybe_checkpoint(ctx, state, prog, final=all(prog.finished))
     if on_round:
       on_round(state, prog)
+  with timings.phase("after_edit"):
+    _settle(prog, pending, on_edit)
   with timings.phase("curve"):
     _maybe_curve_point(ctx, state, prog, final=True)
   with timings.phase("checkpoint"):
@@ -347,41 +353,69 @@ def _edit_round(ctx: _Run, state: FoldState, prog: Progress, picks):
   return state._replace(bank=banks), stats, edit_s
 
 
-def _record_round(ctx: _Run, state: FoldState, prog: Progress, picks, stats,
-                  edit_s) -> List[Dict[str, Any]]:
-  """Check each edited record and its rephrases; advance the cursors."""
-  records = []
+def _check_round(ctx: _Run, state: FoldState, prog: Progress, picks, stats,
+                 edit_s) -> List[Callable[[], Dict[str, Any]]]:
+  """Start the checks of each edited record and its rephrases (in the
+  background where the runtime can: they decide nothing) and advance the
+  cursors; returns, per edit, the function that makes its record."""
   stats = jax.device_get(stats)       # one transfer for all folds
+  later = getattr(ctx.runtime, "after_edit_later", None)
+  makers = []
   for slot, pick in enumerate(picks):
     if pick is None:
       continue
-    idx = pick[0]
-    bank = _unstack(state.bank, slot)
-    ok, r_ok, r_n = ctx.runtime.after_edit(bank, idx)
-    # the bank before this edit: the same without this edit's neurons
-    edit_id = prog.edits[slot]
-    described = _describe(ctx.runtime,
-                          lambda: patch_lib.drop_edit(bank, edit_id), bank,
-                          idx)
-    st = jax.tree.map(lambda a: a[slot].item(), stats)
-    rec = {
-        "fold": prog.folds[slot], "edit": prog.edits[slot],
-        "stream_index": int(idx), "id": ctx.runtime.stream[idx].id,
-        "success": bool(ok), "train_success": bool(st.success),
-        "rephrase_correct": r_ok, "rephrase_total": r_n,
-        "steps": int(st.steps), "neurons": int(st.num_neurons),
-        "edit_time_s": edit_s, "loss": st.loss, "edit_loss": st.edit_loss,
-        "act_loss": st.act_loss, "mem_loss1": st.mem_loss1,
-        "mem_loss2": st.mem_loss2, "margins_ok": bool(st.margins_ok),
-        **described,
-    }
-    prog.records.append(rec)
-    records.append(rec)
+    idx, bank = pick[0], _unstack(state.bank, slot)
+    if later is not None:
+      checks = later(bank, idx)
+    else:
+      checks = functools.partial(lambda r: r,
+                                 ctx.runtime.after_edit(bank, idx))
+    makers.append(functools.partial(
+        _make_record, ctx.runtime, prog.folds[slot], prog.edits[slot], idx,
+        bank, checks, jax.tree.map(lambda a, s=slot: a[s].item(), stats),
+        edit_s))
     prog.edits[slot] += 1
     prog.cursors[slot] += 1
     if prog.edits[slot] >= ctx.config.num_edits:
       prog.finished[slot] = True
-  return records
+  return makers
+
+
+def _make_record(runtime, fold: int, edit_id: int, idx: int, bank, checks,
+                 st, edit_s: float) -> Dict[str, Any]:
+  """One edit's record, once its checks are done."""
+  ok, r_ok, r_n = checks()
+  # the bank before this edit: the same without this edit's neurons
+  described = _describe(runtime, lambda: patch_lib.drop_edit(bank, edit_id),
+                        bank, idx)
+  return {
+      "fold": fold, "edit": edit_id,
+      "stream_index": int(idx), "id": runtime.stream[idx].id,
+      "success": bool(ok), "train_success": bool(st.success),
+      "rephrase_correct": r_ok, "rephrase_total": r_n,
+      "steps": int(st.steps), "neurons": int(st.num_neurons),
+      "edit_time_s": edit_s, "loss": st.loss, "edit_loss": st.edit_loss,
+      "act_loss": st.act_loss, "mem_loss1": st.mem_loss1,
+      "mem_loss2": st.mem_loss2, "margins_ok": bool(st.margins_ok),
+      **described,
+  }
+
+
+def _settle(prog: Progress, makers, on_edit) -> None:
+  """Make the records of the edits whose checks were started, in order."""
+  for make in makers:
+    rec = make()
+    prog.records.append(rec)
+    if on_edit:
+      on_edit(rec)
+  makers.clear()
+
+
+def _records_read(ctx: _Run, prog: Progress) -> bool:
+  """Whether this round's curve point or checkpoint reads the records."""
+  due = lambda every: every and prog.rounds % every == 0
+  return bool(all(prog.finished) or due(ctx.config.curve_every)
+              or (ctx.manager is not None and due(ctx.config.checkpoint_every)))
 
 
 def _maybe_curve_point(ctx: _Run, state: FoldState, prog: Progress,

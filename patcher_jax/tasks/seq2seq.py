@@ -270,8 +270,13 @@ class Seq2SeqRuntime:
   def _generate_ids(self, bank, questions: Sequence[str],
                     batch: int) -> np.ndarray:
     src = qa_format.encode_sources(self.tokenizer, questions, self.max_src_len)
+    return self._generate_src(bank, src, batch)
+
+  def _generate_src(self, bank, src, batch: int) -> np.ndarray:
+    """Greedy ids [N, T] of the patched model for encoded sources (no
+    tokenizer: may run in the background)."""
     ids, mask = src["input_ids"], src["attention_mask"]
-    out = np.zeros((len(questions), self._max_new_tokens), np.int32)
+    out = np.zeros((len(ids), self._max_new_tokens), np.int32)
     for rows, width in common.length_batches(mask.sum(-1), batch):
       b_ids = common.take_batch(ids, rows, width, batch)
       b_mask = common.take_batch(mask, rows, width, batch)
@@ -288,24 +293,48 @@ class Seq2SeqRuntime:
     Returns [N] bool, or ([N] bool, the N answer strings) with `texts`.
     """
     questions = questions or [r.input for r in records]
-    known = np.full(len(records), -1, np.int8)
-    answers = [None] * len(records)
-    for d in drafts:
-      todo = np.flatnonzero(known < 0)
+    settled = self._settle(bank, drafts, len(records))
+    src = None
+    if (settled < 0).any():
+      src = qa_format.encode_sources(
+          self.tokenizer, [q for q, k in zip(questions, settled) if k < 0],
+          self.max_src_len)
+    return self._answered_by(records, drafts, settled, self._decode_rest(
+        bank, src, batch), texts)
+
+  def _settle(self, bank, drafts, n: int) -> np.ndarray:
+    """[n] int8: which of `drafts` certainly holds for each row (the
+    first), -1 if none (no tokenizer: may run in the background)."""
+    settled = np.full(n, -1, np.int8)
+    for k, d in enumerate(drafts):
+      todo = np.flatnonzero(settled < 0)
       if not len(todo):
         break
-      known[todo] = drafts_lib.check(self.tail, bank, d.take(todo),
-                                     self._max_new_tokens, self._head_norm)
-      if texts:
-        held = todo[known[todo] >= 0]
+      held = drafts_lib.check(self.tail, bank, d.take(todo),
+                              self._max_new_tokens, self._head_norm) >= 0
+      settled[todo[held]] = k
+    return settled
+
+  def _decode_rest(self, bank, src, batch):
+    """Greedy ids of the rows no draft settled (None if none)."""
+    return None if src is None else self._generate_src(bank, src, batch)
+
+  def _answered_by(self, records, drafts, settled, decoded, texts: bool):
+    """`_correct`'s result from what `_settle` and `_decode_rest` found."""
+    known = np.full(len(records), -1, np.int8)
+    answers = [None] * len(records)
+    for k, d in enumerate(drafts):
+      held = np.flatnonzero(settled == k)
+      known[held] = d.correct[held]
+      if texts and len(held):
         for j, t in zip(held, qa_format.decode_ids(self.tokenizer, np.where(
             d.mask[held], d.tokens[held], 0))):
           answers[j] = t
-    todo = np.flatnonzero(known < 0)
+    todo = np.flatnonzero(settled < 0)
     self.counts["certified"] += len(records) - len(todo)
     self.counts["decoded"] += len(todo)
     if len(todo):
-      preds = self.generate(bank, [questions[i] for i in todo], batch)
+      preds = qa_format.decode_ids(self.tokenizer, decoded)
       known[todo] = [qa_format.exact_match(p, records[i].answers)
                      for p, i in zip(preds, todo)]
       for i, p in zip(todo, preds):
@@ -472,10 +501,18 @@ class Seq2SeqRuntime:
 
   def after_edit(self, bank, i: int):
     """(edit correct now, rephrases correct, rephrases total)."""
+    return self.after_edit_later(bank, i, background=False)()
+
+  def after_edit_later(self, bank, i: int, background: bool = True):
+    """`after_edit(bank, i)` in two parts: the model's part starts now, in
+    the background (lookahead.py; it changes no decision of the stream);
+    the returned function waits for it and returns what `after_edit` does.
+
+    Call the functions in the order of the edits: each one sets what
+    `edit_answers` and `rephrases_before` report for its record.
+    """
     r = self.stream[i]
     more = self._rephrase_drafts(i, pop=True)
-    # the base drafts are the unedited model's answers: GR before the edits
-    self._reph_before[i] = 0 if more is None else int(more[1].correct.sum())
     # the edit's own drafts are cached; rows: the input, then its rephrases
     drafts = self._stream_drafts([i], edited=True)
     reph = list(r.rephrases)[:REPHRASES]
@@ -483,10 +520,31 @@ class Seq2SeqRuntime:
       drafts = tuple(drafts_lib.Drafts(*(np.concatenate(a) for a in zip(d, m)))
                      for d, m in zip(drafts, more))
     questions = [r.input] + reph
-    right, texts = self._correct(bank, [r] * len(questions), drafts,
-                                 questions, texts=True)
-    self._answered = {i: (self._checked.get(i), texts[0])}
-    return bool(right[0]), int(right[1:].sum()), len(reph)
+    # tokenized here, for the rows no draft may settle: a few questions
+    src = qa_format.encode_sources(self.tokenizer, questions, self.max_src_len)
+    before = self._checked.get(i)    # the answer `mistakes` saw
+    # the base drafts are the unedited model's answers: GR before the edits
+    self._reph_before[i] = 0 if more is None else int(more[1].correct.sum())
+
+    def model_part():
+      settled = self._settle(bank, drafts, len(questions))
+      rest = np.flatnonzero(settled < 0)
+      return settled, self._decode_rest(
+          bank, None if not len(rest) else {k: v[rest] for k, v in src.items()},
+          CHECK_BATCH)
+
+    part = (self._ahead.submit(lookahead.SOON, model_part) if background
+            else None)
+    done = model_part() if part is None else None
+
+    def result():
+      settled, decoded = done if part is None else part.result()
+      right, texts = self._answered_by([r] * len(questions), drafts, settled,
+                                       decoded, texts=True)
+      self._answered = {i: (before, texts[0])}
+      return bool(right[0]), int(right[1:].sum()), len(reph)
+
+    return result
 
   def edit_answers(self, i: int):
     """(answer before, answer after) of the edit of stream record i, as the
