@@ -276,20 +276,26 @@ def _contains(haystack: str, needle: str) -> bool:
                    haystack.lower()) is not None
 
 
-def template_overhead(relation: str, token_count) -> Tuple[int, int]:
+def template_overhead(relation: str, token_count, relations=None
+                      ) -> Tuple[int, int]:
   """Tokens the longest question / claim template adds around its names.
 
   BERT's pre-tokenizer splits at spaces and punctuation, so a rendered text's
   length is exactly overhead + subject tokens + object tokens (+2 specials).
+  `relations`: name -> Relation (default: the geography templates).
   """
-  rel = templates.BY_NAME[relation]
+  rel = (relations or templates.BY_NAME)[relation]
   strip = lambda t: t.replace("{s}", " ").replace("{o}", " ")
   return (max(token_count(strip(t)) for t in rel.questions),
           max(token_count(strip(t)) for t in rel.claims))
 
 
-def clean(raw: List[Raw], token_count) -> Tuple[List[Raw], Dict[str, int]]:
-  """Applies the filters of the module docstring; counts every drop."""
+def clean(raw: List[Raw], token_count, relations=None
+          ) -> Tuple[List[Raw], Dict[str, int]]:
+  """Applies the filters of the module docstring; counts every drop.
+
+  `relations`: name -> Relation whose templates must fit (default: the
+  geography templates)."""
   drops = collections.Counter()
   objects = collections.defaultdict(set)
   for f in raw:
@@ -316,7 +322,7 @@ def clean(raw: List[Raw], token_count) -> Tuple[List[Raw], Dict[str, int]]:
                                      token_count(f.object))
   budget = {}
   for rel in longest_object:
-    q, c = template_overhead(rel, token_count)
+    q, c = template_overhead(rel, token_count, relations)
     budget[rel] = min(MAX_SUBJECT_TOKENS, MAX_TOKENS - 2 - q,
                       MAX_TOKENS - 2 - c - longest_object[rel])
   out = []

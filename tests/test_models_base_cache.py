@@ -57,7 +57,8 @@ FEVER_FAST = tc.ClassifierSettings(frozen_layers=1, learning_rate=3e-3,
                                    warmup_steps=2, batch_size=8, epochs=3)
 ZSRE_FAST = ts.Seq2SeqSettings(decoder_layers=1, learning_rate=3e-3,
                                warmup_steps=2, batch_size=8, epochs=2,
-                               tgt_buckets=())
+                               tgt_buckets=(), min_steps=0,
+                               target_train_em=None)
 
 
 def test_fingerprint_tracks_data_settings_and_source(model_dir):
@@ -146,3 +147,29 @@ def test_zsre_trains_once_then_restores(model_dir, tmp_path):
   chex.assert_trees_all_equal(jax.tree.map(np.asarray, again.params),
                               jax.tree.map(np.asarray, first.params))
   assert again.tokenizer.sep_token_id == first.config.decoder_start_token_id
+
+
+def test_scheduled_steps_scale_small_data_up_to_max_epochs():
+  s = ts.Seq2SeqSettings(epochs=8, min_steps=2000, max_epochs=40)
+  assert ts.scheduled_steps(300, s) == 2400       # large data: 8 passes
+  assert ts.scheduled_steps(75, s) == 2000        # small: raised to min_steps
+  assert ts.scheduled_steps(10, s) == 400         # tiny: at most 40 passes
+  assert ts.scheduled_steps(75, s._replace(min_steps=0)) == 600
+
+
+def test_zsre_training_stops_at_the_target_train_em(model_dir):
+  bench = _zsre_bench()
+  settings = ZSRE_FAST._replace(min_steps=300, max_epochs=300,
+                                target_train_em=0.75)
+  base = base_cache.train_base("zsre", bench, model_dir, settings,
+                               show_progress=False)
+  t = base.info["train"]
+  assert t["planned_steps"] == 300 and t["reached_target"]
+  assert t["steps"] < t["planned_steps"]
+  # Checks start after `epochs` passes; the last one reached the target, and
+  # teacher-forced EM is greedy EM: the final greedy score agrees.
+  checks = t["em_checks"]
+  assert checks[0][0] == 2 * t["steps_per_epoch"]
+  assert checks[-1][0] == t["steps"] and checks[-1][2] >= 0.75
+  assert all(em < 0.75 for _, _, em in checks[:-1])
+  assert t["train_inputs_em"] == pytest.approx(checks[-1][2], abs=1e-4)

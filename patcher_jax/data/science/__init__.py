@@ -1,0 +1,1 @@
+"""A second embedded benchmark: chemistry, languages and web standards."""
