@@ -59,7 +59,8 @@ class Seq2SeqRuntime:
                memory: Sequence[Record], val: Sequence[Record], *,
                max_src_len: int = 32, max_tgt_len: int = 24,
                max_new_tokens: int = 20, batch_size: int = 64,
-               cache_dir: Optional[str] = None, log=print):
+               cache_dir: Optional[str] = None,
+               memory_text: Sequence[str] = (), log=print):
     self.model, self.params, self.tokenizer = model, params, tokenizer
     self.tail = bart.make_tail(model.config, params)
     self._head_norm = bart.head_norm(self.tail)
@@ -106,6 +107,9 @@ class Seq2SeqRuntime:
     self.q_stream = arrays["q_stream"]
     self.memory0, self.val_memory0 = arrays["memory0"], arrays["val_memory0"]
     self.dim = model.config.d_model
+    if len(memory_text):
+      self.memory0 = np.concatenate([self.memory0, self._text_rows(
+          memory_text, cache_dir, log)])
     # Drafts that most answers of the patched model reproduce: the gold
     # answers of the stream, and the unedited model's own outputs.
     self.gold_stream = self._gold_drafts(self.stream, self.stream_qa,
@@ -170,6 +174,24 @@ class Seq2SeqRuntime:
     mask[:, 0] = False
     return q[mask]
 
+  def _text_rows(self, texts: Sequence[str], cache_dir, log) -> np.ndarray:
+    """Memory rows of unlabeled inputs (memory_text.py): the queries along
+    the unedited model's own greedy answer (what locality keeps), every
+    position through its eos but the first, as `_memory_rows_of`. Cached
+    apart from the benchmark's queries."""
+    def compute():
+      t0 = time.perf_counter()
+      _, mask, queries = self._own_answers(list(texts))
+      mask = mask.copy()
+      mask[:, 0] = False
+      if log:
+        log(f"  caching memory text ({len(texts)} inputs, their unedited "
+            f"answers) in {time.perf_counter() - t0:.0f} s")
+      return {"rows": queries[mask]}
+    key = common.records_key("seq2seq-text", self.max_src_len,
+                             self._max_new_tokens, list(texts))
+    return common.load_or_compute(cache_dir, key, compute, log)["rows"]
+
   def _gold_drafts(self, records, enc, queries) -> drafts_lib.Drafts:
     labels = np.asarray(enc["labels"])
     mask = np.asarray(enc["label_mask"], bool)
@@ -193,8 +215,18 @@ class Seq2SeqRuntime:
                                np.zeros((0, t), bool), np.zeros(0, bool),
                                np.zeros((0, t), np.float32),
                                np.zeros((0, t), np.float32))
-    empty = patch_lib.init_bank(8, d)
     questions = questions or [r.input for r in records]
+    ids, mask, queries = self._own_answers(questions)
+    texts = qa_format.decode_ids(self.tokenizer, ids)
+    correct = np.array([qa_format.exact_match(t, r.answers)
+                        for t, r in zip(texts, records)], bool)
+    lead, spread = drafts_lib.leads(self.tail, queries, ids, mask)
+    return drafts_lib.Drafts(queries, ids, mask, correct, lead, spread)
+
+  def _own_answers(self, questions: Sequence[str]):
+    """The unedited model's greedy answers to `questions`: (ids [N, T],
+    mask [N, T] through the first eos, teacher-forced queries [N, T, d])."""
+    empty = patch_lib.init_bank(8, self.model.config.d_model)
     ids = self._generate_ids(empty, questions, self.batch_size)
     eos = self.model.config.eos_token_id
     is_eos = ids == eos
@@ -202,16 +234,11 @@ class Seq2SeqRuntime:
     last = np.where(is_eos.any(-1), is_eos.argmax(-1), ids.shape[1] - 1)
     mask = np.arange(ids.shape[1])[None] <= last[:, None]
     enc = qa_format.encode_sources(self.tokenizer, questions, self.max_src_len)
-    start = np.full((len(records), 1), self.model.config.decoder_start_token_id,
-                    np.int32)
+    start = np.full((len(questions), 1),
+                    self.model.config.decoder_start_token_id, np.int32)
     enc["decoder_input_ids"] = np.concatenate([start, ids[:, :-1]], 1)
     enc["decoder_attention_mask"] = mask.astype(np.int32)
-    queries = self._teacher_forced(enc, self.batch_size)
-    texts = qa_format.decode_ids(self.tokenizer, ids)
-    correct = np.array([qa_format.exact_match(t, r.answers)
-                        for t, r in zip(texts, records)], bool)
-    lead, spread = drafts_lib.leads(self.tail, queries, ids, mask)
-    return drafts_lib.Drafts(queries, ids, mask, correct, lead, spread)
+    return ids, mask, self._teacher_forced(enc, self.batch_size)
 
   # -- generation ------------------------------------------------------------
 
