@@ -120,7 +120,7 @@ def main(argv):
   extra = {}
   if FLAGS.memory_text:
     from patcher_jax import memory_text  # pylint: disable=g-import-not-at-top
-    extra["memory_text"] = memory_text.read_inputs(FLAGS.memory_text)
+    extra["memory_text"] = memory_text.read_inputs(FLAGS.memory_text)[0]
   runtime = tasks.build_runtime(FLAGS.task, bench, base, seed=FLAGS.seed,
                                 train_sub_size=FLAGS.train_sub_size,
                                 memory_size=FLAGS.memory_size, **extra)
