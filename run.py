@@ -54,6 +54,10 @@ flags.DEFINE_integer("seed", 0, "Seed of the stream order and the edits.")
 flags.DEFINE_integer("train_sub_size", 2000, "Train records for TrainR.")
 flags.DEFINE_integer("memory_size", 0, "Train records whose queries form the "
                      "memory (0: every train record not in the TrainR subset).")
+flags.DEFINE_string("memory_text", None, "A file of unlabeled inputs, one a "
+                    "line, whose rows join the memory (the new neurons stay "
+                    "silent on them; no answers needed: zsRE uses the "
+                    "unedited model's own answers). zsre/fever only.")
 flags.DEFINE_bool("keep_failed", None, "Merge a failed edit's neurons anyway "
                   "(default: parity keeps them, fast discards them).")
 flags.DEFINE_bool("truncate", False, "Truncate over-long inputs instead of "
@@ -163,14 +167,33 @@ def _check_flags():
   elif not lm_task and FLAGS.model != "trained":
     problem = (f"--model={FLAGS.model} runs the lm_* tasks, not "
                f"--task={FLAGS.task}")
-  elif lm_task and (FLAGS.data_dir or FLAGS.model_dir):
-    problem = f"--task={FLAGS.task} takes no --data_dir / --model_dir"
+  elif lm_task and (FLAGS.data_dir or FLAGS.model_dir or FLAGS.memory_text):
+    problem = (f"--task={FLAGS.task} takes no --data_dir / --model_dir / "
+               "--memory_text")
   elif FLAGS.pool is not None and (FLAGS.mode != "fast" or FLAGS.pool < 0):
     problem = ("--pool: a sample count >= 0, in fast mode only (parity "
                "draws the reference's noisy copies itself)")
   if problem:
     print(f"error: flags: {problem}", file=sys.stderr)
     sys.exit(2)
+
+
+def _memory_text(tokenizer):
+  """The inputs of --memory_text (checked like the benchmark's inputs); a
+  bad file stops with one line naming it, the line and the problem."""
+  if not FLAGS.memory_text:
+    return []
+  from patcher_jax import memory_text  # pylint: disable=g-import-not-at-top
+  from patcher_jax.data import DataError  # pylint: disable=g-import-not-at-top
+  try:
+    texts, lines = memory_text.read_inputs(FLAGS.memory_text)
+    memory_text.check_lengths(texts, lines, tokenizer, 32, FLAGS.memory_text,
+                              truncate=FLAGS.truncate)
+  except DataError as e:
+    print(f"error: --memory_text: {e}", file=sys.stderr)
+    sys.exit(2)
+  print(f"memory text: {len(texts)} unlabeled inputs from {FLAGS.memory_text}")
+  return texts
 
 
 def main(argv):
@@ -200,6 +223,7 @@ def main(argv):
   from patcher_jax import xla_cache  # pylint: disable=g-import-not-at-top
   xla_cache.enable(FLAGS.cache_dir)
   t_data = time.perf_counter()
+  texts = []
   if FLAGS.task in tasks.LM_TASKS:
     runtime, t_base = _lm_runtime(tasks)
     timings.add("setup.base", t_base - t_data)
@@ -210,6 +234,7 @@ def main(argv):
         FLAGS.task, data_dir=FLAGS.data_dir, scale=FLAGS.scale, tokenizer=tok,
         max_len=32, truncate=FLAGS.truncate)
     print(loaded.table())   # per split: read, kept, dropped per reason
+    texts = _memory_text(tok)
     timings.add("setup.data", time.perf_counter() - t_data)
     # The split metrics of a base model (experiments/train_base.py) are not
     # needed here: the runtime below answers what the stream needs.
@@ -222,7 +247,7 @@ def main(argv):
     print(f"base model ready in {t_base - t_start:.0f} s")
     runtime = tasks.build_runtime(FLAGS.task, bench, base, seed=FLAGS.seed,
                             train_sub_size=FLAGS.train_sub_size,
-                            memory_size=FLAGS.memory_size)
+                            memory_size=FLAGS.memory_size, memory_text=texts)
     mistakes = (runtime.base_mistakes() if hasattr(runtime, "base_mistakes")
                 else base.info.get("metrics", {}).get("edit_mistakes"))
     print(data_report.base_mistakes_line(
@@ -277,7 +302,10 @@ def main(argv):
             "num_edits": FLAGS.num_edits,
             "num_folds": FLAGS.num_folds, "mode": FLAGS.mode,
             "seed": FLAGS.seed, "data": FLAGS.data_dir or "embedded:"
-            + FLAGS.scale,
+            + FLAGS.scale, "memory_size": FLAGS.memory_size,
+            "memory_text": FLAGS.memory_text and {
+                "file": FLAGS.memory_text, "inputs": len(texts)},
+            "memory_rows": int(len(runtime.memory0)),
             "setup_time_s": {"base": round(t_base - t_start, 1),
                              "queries": round(t_queries - t_base, 1)}}
   if hasattr(runtime, "counts"):   # answers read off drafts vs decoded

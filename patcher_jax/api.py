@@ -94,7 +94,9 @@ class Editor:
 
   @classmethod
   def from_task(cls, task: str, cache_dir: Optional[str] = None, *,
-                mode: str = "fast", scale: str = "full", **kwargs):
+                mode: str = "fast", scale: str = "full",
+                memory_text: Optional[Sequence[str]] = None,
+                memory_text_file: Optional[str] = None, **kwargs):
     """The task's default base model (cached; trained on first use, as
     run.py does) with the task's train split as memory.
 
@@ -104,6 +106,10 @@ class Editor:
         ~/.cache/patcher_jax).
       mode: "fast" or "parity" (configs.get).
       scale: size of the embedded benchmark the base is trained on.
+      memory_text: unlabeled inputs whose rows join the memory (no answers
+        needed; see patcher_jax.memory_text).
+      memory_text_file: a file of such inputs, one a line (recorded in
+        saved banks, so `load` rebuilds the same memory).
       **kwargs: passed to the constructor (config, seed).
     """
     from patcher_jax.data import load_benchmark  # pylint: disable=g-import-not-at-top
@@ -113,17 +119,20 @@ class Editor:
                            tokenizer=minilm.load_tokenizer(), max_len=32)
     base = base_cache.load_or_train_base(task, bench, cache_dir=cache_dir,
                                          data_key=f"embedded:{scale}")
-    runtime = _runtime(task, base, bench.train, bench.val)
+    texts, text_source = _memory_text(memory_text, memory_text_file,
+                                      base.tokenizer)
+    runtime = _runtime(task, base, bench.train, bench.val, texts)
     return cls(task, base, runtime, mode=mode, source={
-        "kind": "task", "task": task, "scale": scale, "cache_dir": cache_dir},
-               **kwargs)
+        "kind": "task", "task": task, "scale": scale, "cache_dir": cache_dir,
+        **text_source}, **kwargs)
 
   @classmethod
   def from_pretrained(cls, model_dir: str, task: str, *,
                       memory: Optional[Sequence[Record]] = None,
                       val_memory: Optional[Sequence[Record]] = None,
                       mode: str = "fast", memory_file: Optional[str] = None,
-                      **kwargs):
+                      memory_text: Optional[Sequence[str]] = None,
+                      memory_text_file: Optional[str] = None, **kwargs):
     """A local model folder: a transformers checkpoint (a BERT classifier
     with one logit for "fever", a BART for conditional generation for
     "zsre"; safetensors or Flax msgpack) or a base-model cache folder.
@@ -139,6 +148,8 @@ class Editor:
       memory_file: a KILT jsonl file of memory records (instead of
         `memory`; recorded in saved banks, so `load` rebuilds the same
         memory).
+      memory_text, memory_text_file: unlabeled inputs joining the memory
+        (as `from_task`).
     """
     _check_task(task)
     base = _load_model(model_dir, task)
@@ -151,12 +162,14 @@ class Editor:
       bench = load_benchmark(task, tokenizer=base.tokenizer, max_len=32,
                              truncate=True)
       memory, val_memory = bench.train, val_memory or bench.val
-    runtime = _runtime(task, base, memory, val_memory or memory)
+    texts, text_source = _memory_text(memory_text, memory_text_file,
+                                      base.tokenizer)
+    runtime = _runtime(task, base, memory, val_memory or memory, texts)
     return cls(task, base, runtime, mode=mode, source={
         "kind": "pretrained", "model_dir": os.path.abspath(model_dir),
         "task": task, "memory_file": memory_file and os.path.abspath(
-            memory_file), "memory_given": given and not memory_file},
-               **kwargs)
+            memory_file), "memory_given": given and not memory_file,
+        **text_source}, **kwargs)
 
   # -- editing ---------------------------------------------------------------
 
@@ -338,16 +351,36 @@ def _locality_prompts(locality_inputs, n: int) -> List[List[str]]:
   return out
 
 
+def _memory_text(texts, path, tokenizer):
+  """(unlabeled memory inputs, what a saved bank records of them) from a
+  list or a file (not both)."""
+  from patcher_jax import memory_text  # pylint: disable=g-import-not-at-top
+  if texts is not None and path is not None:
+    raise ValueError("give memory_text or memory_text_file, not both")
+  if path is not None:
+    texts, lines = memory_text.read_inputs(path)
+    memory_text.check_lengths(texts, lines, tokenizer, 32, path)
+    return texts, {"memory_text_file": os.path.abspath(path)}
+  if texts is not None:
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    if not all(isinstance(t, str) and t.strip() for t in texts):
+      raise ValueError("memory_text: non-empty strings, one input each")
+    return texts, {"memory_text_given": True}
+  return [], {}
+
+
 def _runtime(task: str, base, memory: Sequence[Record],
-             val: Sequence[Record]):
+             val: Sequence[Record], memory_text: Sequence[str] = ()):
   """The task runtime over an empty stream (requests are added later) with
-  the memory sets; their queries are cached next to a cached base."""
+  the memory sets (and the rows of unlabeled `memory_text`); their queries
+  are cached next to a cached base."""
   from patcher_jax.tasks.classification import ClassificationRuntime  # pylint: disable=g-import-not-at-top
   from patcher_jax.tasks.seq2seq import Seq2SeqRuntime  # pylint: disable=g-import-not-at-top
   cls = ClassificationRuntime if task == "fever" else Seq2SeqRuntime
   cache = os.path.join(base.path, "runtime") if base.path else None
   return cls(base.model, base.params, base.tokenizer, [], [], [],
-             list(memory), list(val), cache_dir=cache, log=lambda *_: None)
+             list(memory), list(val), cache_dir=cache,
+             memory_text=list(memory_text), log=lambda *_: None)
 
 
 def _load_model(model_dir: str, task: str):

@@ -135,11 +135,17 @@ def _base_editor(cls, meta, base, cache_dir):
   src = meta["base"]["source"]
   if isinstance(base, str):
     return cls.from_pretrained(base, meta["task"], mode=meta["mode"])
+  if src.get("memory_text_given"):
+    raise ValueError("this bank's memory text was given in Python: pass "
+                     "base=Editor.from_...(..., memory_text=...) to load it")
+  text = {"memory_text_file": src["memory_text_file"]} if src.get(
+      "memory_text_file") else {}
   if src.get("kind") == "task":
     return cls.from_task(meta["task"], cache_dir or src.get("cache_dir"),
-                         mode=meta["mode"], scale=src.get("scale", "full"))
+                         mode=meta["mode"], scale=src.get("scale", "full"),
+                         **text)
   if src.get("memory_given"):
     raise ValueError("this bank's memory records were given in Python: pass "
                      "base=Editor.from_pretrained(..., memory=...) to load it")
   return cls.from_pretrained(src["model_dir"], meta["task"], mode=meta["mode"],
-                             memory_file=src.get("memory_file"))
+                             memory_file=src.get("memory_file"), **text)

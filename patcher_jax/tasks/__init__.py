@@ -40,14 +40,16 @@ def edit_config(task: str, mode: str = "fast", **overrides):
 
 
 def build_runtime(task, bench, base, *, seed, train_sub_size, memory_size=0,
-                  pool_word_drop=0.0, pool_dropout=True, log=print):
+                  pool_word_drop=0.0, pool_dropout=True, memory_text=(),
+                  log=print):
   """The runtime of a base model on a benchmark, as run.py uses it.
 
   The train split is shuffled with the seed and cut into the TrainR subset
   (`train_sub_size` records) and the memory set (the rest, or its first
   `memory_size`): disjoint, as the reference's. A train split too small
-  for both is halved between them. Queries are cached next to the base
-  model (they depend only on it and on the records).
+  for both is halved between them. `memory_text`: unlabeled inputs whose
+  rows join the memory (memory_text.py). Queries are cached next to the
+  base model (they depend only on it and on the records).
   """
   from patcher_jax.tasks.classification import ClassificationRuntime  # pylint: disable=g-import-not-at-top
   from patcher_jax.tasks.seq2seq import Seq2SeqRuntime  # pylint: disable=g-import-not-at-top
@@ -64,7 +66,8 @@ def build_runtime(task, bench, base, *, seed, train_sub_size, memory_size=0,
   cls = ClassificationRuntime if task == "fever" else Seq2SeqRuntime
   cache_dir = os.path.join(base.path, "runtime") if base.path else None
   return cls(base.model, base.params, base.tokenizer, bench.edit, sub,
-             bench.test, memory, bench.val, cache_dir=cache_dir, log=log)
+             bench.test, memory, bench.val, cache_dir=cache_dir,
+             memory_text=list(memory_text), log=log)
 
 
 def build_lm_runtime(task, lm, *, scale, seed, train_sub_size, memory_size=0,

@@ -33,7 +33,8 @@ class ClassificationRuntime:
                train_sub: Sequence[Record], test: Sequence[Record],
                memory: Sequence[Record], val: Sequence[Record], *,
                max_len: int = 32, batch_size: int = 128,
-               cache_dir: Optional[str] = None, log=print):
+               cache_dir: Optional[str] = None,
+               memory_text: Sequence[str] = (), log=print):
     self.model, self.params, self.tokenizer = model, params, tokenizer
     self.tail = bert.make_tail(model.config, params)
     self.max_len = max_len
@@ -63,6 +64,18 @@ class ClassificationRuntime:
     self._empty = patch_lib.init_bank(8, self.dim)
     self._pools = common.Pools(lookahead.Lookahead())  # pools drawn ahead
     self._base_wrong = None    # [stream] the unedited model is wrong (lazy)
+    if len(memory_text):
+      self.memory0 = np.concatenate([self.memory0, self._text_rows(
+          memory_text, cache_dir, log)])
+
+  def _text_rows(self, texts: Sequence[str], cache_dir, log) -> np.ndarray:
+    """Memory rows of unlabeled inputs (memory_text.py): their queries,
+    cached apart from the benchmark's (the same entry serves any split)."""
+    key = common.records_key("classification-text", self.max_len, list(texts))
+    return common.load_or_compute(cache_dir, key, lambda: {
+        "rows": common.batched_queries(
+            self._query_fn, self._tokenize, list(texts), self.batch_size,
+            f"memory text ({len(texts)} inputs)", log)}, log)["rows"]
 
   # -- model access ---------------------------------------------------------
 

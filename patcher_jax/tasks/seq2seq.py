@@ -85,7 +85,8 @@ class Seq2SeqRuntime:
                memory: Sequence[Record], val: Sequence[Record], *,
                max_src_len: int = 32, max_tgt_len: int = 24,
                max_new_tokens: int = 20, batch_size: int = 64,
-               cache_dir: Optional[str] = None, log=print):
+               cache_dir: Optional[str] = None,
+               memory_text: Sequence[str] = (), log=print):
     self.model, self.params, self.tokenizer = model, params, tokenizer
     self.tail = bart.make_tail(model.config, params)
     self._head_norm = bart.head_norm(self.tail)
@@ -132,6 +133,9 @@ class Seq2SeqRuntime:
     self.q_stream = arrays["q_stream"]
     self.memory0, self.val_memory0 = arrays["memory0"], arrays["val_memory0"]
     self.dim = model.config.d_model
+    if len(memory_text):
+      self.memory0 = np.concatenate([self.memory0, self._text_rows(
+          memory_text, cache_dir, log)])
     # Drafts that most answers of the patched model reproduce: the gold
     # answers of the stream, and the unedited model's own outputs.
     self.gold_stream = self._gold_drafts(self.stream, self.stream_qa,
@@ -198,6 +202,25 @@ class Seq2SeqRuntime:
     mask[:, 0] = False
     return q[mask]
 
+  def _text_rows(self, texts: Sequence[str], cache_dir, log) -> np.ndarray:
+    """Memory rows of unlabeled inputs (memory_text.py): the queries along
+    the unedited model's own greedy answer (what locality keeps), every
+    position through its eos but the first, as `_memory_rows_of`. Cached
+    apart from the benchmark's queries."""
+    def compute():
+      t0 = time.perf_counter()
+      ids, queries, _, _ = self._draft_arrays(qa_format.encode_sources(
+          self.tokenizer, list(texts), self.max_src_len))
+      mask = _through_eos(ids, self.model.config.eos_token_id)
+      mask[:, 0] = False
+      if log:
+        log(f"  caching memory text ({len(texts)} inputs, their unedited "
+            f"answers) in {time.perf_counter() - t0:.0f} s")
+      return {"rows": queries[mask]}
+    key = common.records_key("seq2seq-text", self.max_src_len,
+                             self._max_new_tokens, list(texts))
+    return common.load_or_compute(cache_dir, key, compute, log)["rows"]
+
   def _gold_drafts(self, records, enc, queries) -> drafts_lib.Drafts:
     labels = np.asarray(enc["labels"])
     mask = np.asarray(enc["label_mask"], bool)
@@ -247,11 +270,7 @@ class Seq2SeqRuntime:
   def _finish_base_drafts(self, records, arrays) -> drafts_lib.Drafts:
     """`Drafts` from `_draft_arrays`: answers decoded and checked."""
     ids, queries, lead, spread = arrays
-    eos = self.model.config.eos_token_id
-    is_eos = ids == eos
-    # through the first eos (all positions if generation never stopped)
-    last = np.where(is_eos.any(-1), is_eos.argmax(-1), ids.shape[1] - 1)
-    mask = np.arange(ids.shape[1])[None] <= last[:, None]
+    mask = _through_eos(ids, self.model.config.eos_token_id)
     texts = qa_format.decode_ids(self.tokenizer, ids) if len(ids) else []
     correct = np.array([qa_format.exact_match(t, r.answers)
                         for t, r in zip(texts, records)], bool)
@@ -608,6 +627,14 @@ def _augment_fn(word_drop: float, dropout: bool):
   """One function object per setting (jitted_noisy_queries caches by it)."""
   return functools.partial(bart.augmented_queries, word_drop=word_drop,
                            train=dropout)
+
+
+def _through_eos(ids: np.ndarray, eos: int) -> np.ndarray:
+  """[N, T] mask of generated ids through the first eos (all positions if
+  generation never stopped)."""
+  is_eos = ids == eos
+  last = np.where(is_eos.any(-1), is_eos.argmax(-1), ids.shape[1] - 1)
+  return np.arange(ids.shape[1])[None] <= last[:, None]
 
 
 @functools.lru_cache(maxsize=8)

@@ -2,7 +2,7 @@
 (the real MiniLM tokenizer, 2 layers of width 32): fast stream tests."""
 
 
-def classification_runtime(num_stream: int = 60):
+def classification_runtime(num_stream: int = 60, memory_text=()):
   from transformers import BertConfig, FlaxBertForSequenceClassification
   from patcher_jax.data import load_benchmark
   from patcher_jax.models import minilm
@@ -18,10 +18,12 @@ def classification_runtime(num_stream: int = 60):
   return ClassificationRuntime(model, model.params, tok,
                                bench.edit[:num_stream], train[:40],
                                bench.test[:40], train[40:120], bench.val[:20],
-                               batch_size=32, log=None)
+                               batch_size=32, memory_text=memory_text,
+                               log=None)
 
 
-def seq2seq_runtime(num_stream: int = 30, eos_bias: float = 0.0):
+def seq2seq_runtime(num_stream: int = 30, eos_bias: float = 0.0,
+                    memory_text=()):
   """A tiny random BART (width 32, 1+2 layers) over the tiny zsRE data.
 
   `eos_bias` is added to the eos logit: 0.2 makes every greedy answer stop
@@ -52,7 +54,8 @@ def seq2seq_runtime(num_stream: int = 30, eos_bias: float = 0.0):
   return Seq2SeqRuntime(
       model, params, tok, bench.edit[:num_stream], train[:16],
       bench.test[:16], train[16:60], bench.val[:10], max_tgt_len=12,
-      max_new_tokens=12, batch_size=16, log=lambda *_: None)
+      max_new_tokens=12, batch_size=16, memory_text=memory_text,
+      log=lambda *_: None)
 
 
 def save_tiny_model(task: str, directory: str, seed: int = 0) -> str:

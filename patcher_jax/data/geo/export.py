@@ -5,7 +5,10 @@
 
 writes <out>/<task>/{train,val,edit,test}.jsonl (KILT format; `run.py
 --data_dir=<out>/<task>` reads them back) and <out>/zsre/edit_mend.json (the
-zsRE edit split in MEND's format, `alt` = a hard-negative counterfactual).
+zsRE edit split in MEND's format, `alt` = a hard-negative counterfactual)
+and <out>/zsre/memory_text.txt (`--memory_text` unlabeled questions about
+facts and subjects no split uses, data/geo/unlabeled.py: `run.py
+--memory_text=<out>/zsre/memory_text.txt`).
 """
 import collections
 import os
@@ -16,11 +19,14 @@ from absl import app, flags
 from patcher_jax.data.benchmark_dir import export_benchmark
 from patcher_jax.data.filters import SPLITS
 from patcher_jax.data.geo import generate
+from patcher_jax.data.geo import unlabeled
 from patcher_jax.data.mend import write_mend_json
 
 _SCALE = flags.DEFINE_enum("scale", "full", ["tiny", "small", "full"], "Size.")
 _SEED = flags.DEFINE_integer("seed", 0, "Split and negative-sampling seed.")
 _OUT = flags.DEFINE_string("out", None, "Directory to write; none: counts only.")
+_MEMORY_TEXT = flags.DEFINE_integer(
+    "memory_text", 4000, "Unlabeled zsRE questions to write (0: none).")
 _BY_RELATION = flags.DEFINE_bool("by_relation", False,
                                  "Also print facts per relation and split.")
 
@@ -68,6 +74,12 @@ def main(argv):
       export_benchmark(bench, os.path.join(_OUT.value, task))
     write_mend_json(generate.geo_mend_items(_SCALE.value, _SEED.value),
                     os.path.join(_OUT.value, "zsre", "edit_mend.json"))
+    if _MEMORY_TEXT.value:
+      texts = unlabeled.unlabeled_questions(_MEMORY_TEXT.value, _SCALE.value,
+                                            _SEED.value)
+      with open(os.path.join(_OUT.value, "zsre", "memory_text.txt"), "w",
+                encoding="utf-8") as f:
+        f.write("".join(t + "\n" for t in texts))
     print(f"wrote {_OUT.value}/{{zsre,fever}}/")
 
 
