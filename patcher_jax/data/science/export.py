@@ -16,10 +16,16 @@ from patcher_jax.data.benchmark_dir import export_benchmark
 from patcher_jax.data.filters import SPLITS
 from patcher_jax.data.science import generate
 
-_OUT = flags.DEFINE_string("out", None, "Directory to write (required).")
-_SEED = flags.DEFINE_integer("seed", 0, "Split and negative-sampling seed.")
-_SCALE = flags.DEFINE_enum("scale", "full", ["tiny", "full"], "Size.")
-_TASKS = flags.DEFINE_list("tasks", ["zsre", "fever"], "Tasks to write.")
+FLAGS = flags.FLAGS
+
+
+def _define_flags() -> None:
+  """The command's flags, defined only when it runs: importing this module
+  (tests, other tools) must not claim common names such as --seed."""
+  flags.DEFINE_string("out", None, "Directory to write (required).")
+  flags.DEFINE_integer("seed", 0, "Split and negative-sampling seed.")
+  flags.DEFINE_enum("scale", "full", ["tiny", "full"], "Size.")
+  flags.DEFINE_list("tasks", ["zsre", "fever"], "Tasks to write.")
 
 
 def write(out: str, tasks=("zsre", "fever"), scale: str = "full",
@@ -44,16 +50,17 @@ def relation_counts(task: str, scale: str, seed: int) -> str:
 
 def main(argv):
   del argv
-  if not _OUT.value:
+  if not FLAGS.out:
     raise app.UsageError("--out is required")
-  for task in _TASKS.value:
+  for task in FLAGS.tasks:
     if task not in generate.SIZES:
       raise app.UsageError(f"--tasks: unknown task {task!r}")
-  counts = write(_OUT.value, _TASKS.value, _SCALE.value, _SEED.value)
+  counts = write(FLAGS.out, FLAGS.tasks, FLAGS.scale, FLAGS.seed)
   for task, c in counts.items():
-    print(relation_counts(task, _SCALE.value, _SEED.value))
-    print(f"wrote {os.path.join(_OUT.value, task)}: {c}")
+    print(relation_counts(task, FLAGS.scale, FLAGS.seed))
+    print(f"wrote {os.path.join(FLAGS.out, task)}: {c}")
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

@@ -16,15 +16,14 @@ Example:
   (100, 5)
 """
 import collections
-import math
 import os
 import random
 from typing import Dict, List, Mapping, Sequence, Tuple
 
 from patcher_jax.data.filters import SPLITS
 from patcher_jax.data.geo import facts as facts_lib
-from patcher_jax.data.geo.generate import (SLICE_ORDER, GeoFact,
-                                           NegativeSampler, allocate)
+from patcher_jax.data.geo import generate as geo_generate
+from patcher_jax.data.geo.generate import GeoFact, NegativeSampler
 from patcher_jax.data.geo.templates import Relation
 from patcher_jax.data.records import Benchmark, Record
 from patcher_jax.data.science import templates as science_templates
@@ -56,31 +55,6 @@ def facts_by_relation(path: str, relations: Mapping[str, Relation]
     raise ValueError(f"{path}: relations without templates: "
                      f"{sorted(unknown)}")
   return {r: tuple(v) for r, v in out.items()}
-
-
-def split_facts(by_rel: Mapping[str, Sequence[GeoFact]],
-                relations: Mapping[str, Relation], sizes: Dict[str, int],
-                seed: int) -> Dict[str, List[GeoFact]]:
-  """Disjoint fact lists per split (seeded shuffle per relation)."""
-  order = {}
-  for rel in sorted(by_rel):
-    facts = list(by_rel[rel])
-    random.Random(f"{seed}/facts/{rel}").shuffle(facts)
-    order[rel] = facts
-  weights = {split: {rel: math.sqrt(len(order[rel])) * (
-      relations[rel].edit_weight if split == "edit" else 1.0)
-                     for rel in order} for split in sizes}
-  counts = allocate(sizes, {r: len(v) for r, v in order.items()}, weights)
-  taken = collections.Counter()
-  out = {}
-  for split in SLICE_ORDER:
-    chosen = []
-    for rel in sorted(counts[split]):
-      n = counts[split][rel]
-      chosen += order[rel][taken[rel]:taken[rel] + n]
-      taken[rel] += n
-    out[split] = chosen
-  return out
 
 
 def _sentence(text: str) -> str:
@@ -124,7 +98,7 @@ def facts_benchmark(task: str, path: str, relations: Mapping[str, Relation],
   if prefix == "geo":
     raise ValueError("prefix 'geo' is the geography benchmark's")
   by_rel = facts_by_relation(path, relations)
-  split = split_facts(by_rel, relations, sizes, seed)
+  split = geo_generate.split_facts(by_rel, sizes, seed, relations)
   sample = NegativeSampler(by_rel) if task == "fever" else None
   splits = {}
   for name in SPLITS:
