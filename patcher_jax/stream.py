@@ -311,21 +311,30 @@ def _pick_mistakes(ctx: _Run, state: FoldState, prog: Progress):
   return picks
 
 
+# Mistakes ahead whose pools are drawn in the background: two, so a pool
+# has two edits' time, and never waits long behind a block of drafts.
+POOLS_AHEAD = 2
+
+
 def _look_ahead(ctx: _Run, order, prog: Progress, slot: int) -> None:
   """Let the runtime start what the coming rounds need and no bank changes
   (lookahead.py): the rephrase drafts of the next records, and the dropout
-  pool of the likeliest next mistake (the runtime guesses among the next
-  window's records) under the key `_next_mistake` will use for it."""
+  pools of the likeliest next mistakes (the runtime guesses among a
+  window's records) under the keys `_next_mistake` will use for them."""
   cursor = prog.cursors[slot]
   prefetch = getattr(ctx.runtime, "prefetch", None)
   if prefetch is not None:
     prefetch(order[cursor:cursor + ctx.config.prefetch])
   pool = getattr(ctx.runtime, "prefetch_pool", None)
-  if pool is not None and ctx.config.noise_samples:
-    # the next search starts after this mistake: its key is known now
-    pool(order[cursor + 1:cursor + 1 + ctx.config.check_window],
-         _pool_key(ctx.base_key, prog.folds[slot], cursor + 1),
-         ctx.config.noise_samples)
+  start = cursor + 1     # the next search starts after this mistake
+  for _ in range(POOLS_AHEAD if pool and ctx.config.noise_samples else 0):
+    window = order[start:start + ctx.config.check_window]
+    guess = pool(window, _pool_key(ctx.base_key, prog.folds[slot], start),
+                 ctx.config.noise_samples)
+    if guess is None:
+      break
+    # if the guess is right, the search after it starts past it
+    start += int(np.flatnonzero(window == guess)[0]) + 1
 
 
 def _edit_round(ctx: _Run, state: FoldState, prog: Progress, picks):

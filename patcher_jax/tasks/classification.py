@@ -153,16 +153,20 @@ class ClassificationRuntime:
         max_neurons=min(max_neurons, self.max_neurons))
     return task if bool(task.neuron_mask.any()) else None
 
-  def prefetch_pool(self, candidates, rng, noise_samples: int) -> None:
+  def prefetch_pool(self, candidates, rng, noise_samples: int
+                    ) -> Optional[int]:
     """Start drawing, in the background, the dropout pool (under `rng`) of
     the first of `candidates` the unedited model gets wrong: the stream's
-    likeliest next mistake (`edit_task` uses it if it guessed right)."""
+    likeliest next mistake (`edit_task` uses it if it guessed right).
+    Returns the record guessed (None: no candidate).
+    """
     if self._base_wrong is None:
       empty = patch_lib.init_bank(8, self.dim)
       self._base_wrong = self.mistakes(empty, np.arange(len(self.stream)))
     i = common.first_base_mistake(candidates, self._base_wrong)
     if noise_samples and i is not None:
       self._pools.start(i, rng, noise_samples, self._pool_fn(i, noise_samples))
+    return i
 
   def _pool_fn(self, i: int, noise_samples: int):
     """rng -> record i's pool of `noise_samples` dropout samples (numpy;

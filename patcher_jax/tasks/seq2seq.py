@@ -484,15 +484,19 @@ class Seq2SeqRuntime:
     block = drafts()
     return None if block is None else tuple(d.take(rows) for d in block)
 
-  def prefetch_pool(self, candidates, rng, noise_samples: int) -> None:
+  def prefetch_pool(self, candidates, rng, noise_samples: int
+                    ) -> Optional[int]:
     """Start drawing, in the background, the dropout pool (under `rng`) of
     the first of `candidates` the unedited model gets wrong: the stream's
     likeliest next mistake. `edit_task` uses it if that is the next edit; a
-    wrong guess costs only the other core's time."""
+    wrong guess costs only the other core's time.
+    Returns the record guessed (None: no candidate).
+    """
     i = common.first_base_mistake(candidates,
                                   ~self.base_drafts["stream"].correct)
     if noise_samples and i is not None:
       self._pools.start(i, rng, noise_samples, self._pool_fn(i, noise_samples))
+    return i
 
   def _pool_fn(self, i: int, noise_samples: int):
     """rng -> record i's pool of `noise_samples` dropout samples [S, w, d]
