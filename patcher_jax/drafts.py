@@ -105,14 +105,16 @@ def _unedited_lead(tail: Tail, queries: chex.Array, tokens: chex.Array):
   own = jnp.take_along_axis(logits, tokens[..., None], axis=-1)[..., 0]
   others = jnp.where(jax.nn.one_hot(tokens, logits.shape[-1], dtype=bool),
                      -jnp.inf, logits)
-  x = tail_lib.residual(tail, queries) + tail_lib.ffn_output(tail, queries)
-  return own - jnp.max(others, axis=-1), tail_lib.norm_spread(tail, x)
+  return own - jnp.max(others, axis=-1), _spread_of(tail, queries)
 
 
-@jax.jit
-def _spread(tail: Tail, queries: chex.Array) -> chex.Array:
+def _spread_of(tail: Tail, queries: chex.Array) -> chex.Array:
+  """Std (RMS) of the patched layer's norm input at unedited queries."""
   x = tail_lib.residual(tail, queries) + tail_lib.ffn_output(tail, queries)
   return tail_lib.norm_spread(tail, x)
+
+
+_spread = jax.jit(_spread_of)
 
 
 def spreads(tail: Tail, queries: np.ndarray, chunk: int = 256) -> np.ndarray:

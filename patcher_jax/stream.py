@@ -376,9 +376,8 @@ def _check_round(ctx: _Run, state: FoldState, prog: Progress, picks, stats,
     idx, bank = pick[0], _unstack(state.bank, slot)
     if later is not None:
       checks = later(bank, idx)
-    else:
-      checks = functools.partial(lambda r: r,
-                                 ctx.runtime.after_edit(bank, idx))
+    else:                                 # checked now
+      checks = lambda done=ctx.runtime.after_edit(bank, idx): done
     makers.append(functools.partial(
         _make_record, ctx.runtime, prog.folds[slot], prog.edits[slot], idx,
         bank, checks, jax.tree.map(lambda a, s=slot: a[s].item(), stats),
@@ -420,22 +419,26 @@ def _settle(prog: Progress, makers, on_edit) -> None:
   makers.clear()
 
 
+def _due(every: int, prog: Progress, final: bool) -> bool:
+  """Whether a thing done every `every` rounds (0: never) is due now."""
+  return bool(every) and (prog.rounds % every == 0 or final)
+
+
 def _records_read(ctx: _Run, prog: Progress) -> bool:
   """Whether this round's curve point or checkpoint reads the records."""
-  due = lambda every: every and prog.rounds % every == 0
-  return bool(all(prog.finished) or due(ctx.config.curve_every)
-              or (ctx.manager is not None and due(ctx.config.checkpoint_every)))
+  final = all(prog.finished)
+  return (_due(ctx.config.curve_every, prog, final)
+          or (ctx.manager is not None
+              and _due(ctx.config.checkpoint_every, prog, final)))
 
 
 def _maybe_curve_point(ctx: _Run, state: FoldState, prog: Progress,
                        final: bool = False) -> None:
   """A curve point every `curve_every` rounds, and at the last round (a run
   can end between points, or run out of mistakes early)."""
-  every = ctx.config.curve_every
-  if not every or not prog.rounds or (
-      prog.curve and prog.curve[-1]["round"] == prog.rounds):
+  if not prog.rounds or (prog.curve and prog.curve[-1]["round"] == prog.rounds):
     return
-  if prog.rounds % every == 0 or final:
+  if _due(ctx.config.curve_every, prog, final):
     if "curve_base" not in ctx.memo:
       ctx.memo["curve_base"] = _curve_base(ctx.runtime, ctx.config)
     prog.curve.append(_curve_point(ctx.runtime, state, prog, ctx.config,
@@ -444,11 +447,12 @@ def _maybe_curve_point(ctx: _Run, state: FoldState, prog: Progress,
 
 def _maybe_checkpoint(ctx: _Run, state: FoldState, prog: Progress,
                       final: bool) -> None:
-  every = ctx.config.checkpoint_every
-  if ctx.manager is None or not every:
+  if ctx.manager is None or not _due(ctx.config.checkpoint_every, prog,
+                                     final):
     return
-  saved = ctx.memo.get("saved_round", ctx.manager.latest_step())
-  if (prog.rounds % every == 0 or final) and saved != prog.rounds:
+  if "saved_round" not in ctx.memo:    # a resumed run's newest checkpoint
+    ctx.memo["saved_round"] = ctx.manager.latest_step()
+  if ctx.memo["saved_round"] != prog.rounds:
     ctx.memo["saved_round"] = prog.rounds
     # copies: the save is written in the background while the lists grow
     meta = {k: list(v) if isinstance(v, list) else v
