@@ -18,7 +18,8 @@ from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-positio
 from absl import flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("task", "zsre", ["fever", "zsre"], "Benchmark task.")
+flags.DEFINE_enum("task", "zsre", ["fever", "zsre", "lm_complete", "lm_chat"],
+                  "Benchmark task (lm_*: the pretrained SmolLM2).")
 flags.DEFINE_enum("mode", "fast", ["fast", "parity"], "Base edit config.")
 flags.DEFINE_integer("num_edits", 100, "Edits per setting.")
 flags.DEFINE_string("settings", "", "';'-separated settings, each a ','-"
@@ -65,18 +66,29 @@ def parse_setting(text: str, config):
   return config._replace(**overrides)
 
 
-def main(argv):
-  del argv
-  from patcher_jax import configs, metrics, stream, tasks  # pylint: disable=g-import-not-at-top
+def _runtime(tasks):
+  """The task's runtime, built as run.py builds it (cached base, queries)."""
+  if FLAGS.task.startswith("lm_"):
+    from patcher_jax.models import smollm2  # pylint: disable=g-import-not-at-top
+    return tasks.build_lm_runtime(
+        FLAGS.task, smollm2.load(FLAGS.cache_dir), scale="full",
+        seed=FLAGS.seed, train_sub_size=FLAGS.train_sub_size,
+        memory_size=FLAGS.memory_size, num_edits=FLAGS.num_edits)
   from patcher_jax.data import load_benchmark  # pylint: disable=g-import-not-at-top
   from patcher_jax.models import base_cache  # pylint: disable=g-import-not-at-top
   bench = load_benchmark(FLAGS.task)
   base = base_cache.load_or_train_base(FLAGS.task, bench,
                                        cache_dir=FLAGS.cache_dir,
                                        data_key="embedded:full")
-  runtime = tasks.build_runtime(FLAGS.task, bench, base, seed=FLAGS.seed,
-                                train_sub_size=FLAGS.train_sub_size,
-                                memory_size=FLAGS.memory_size)
+  return tasks.build_runtime(FLAGS.task, bench, base, seed=FLAGS.seed,
+                             train_sub_size=FLAGS.train_sub_size,
+                             memory_size=FLAGS.memory_size)
+
+
+def main(argv):
+  del argv
+  from patcher_jax import configs, metrics, stream, tasks  # pylint: disable=g-import-not-at-top
+  runtime = _runtime(tasks)
   rows = []
   for text in FLAGS.settings.split(";"):
     config = parse_setting(text, configs.get(FLAGS.task, FLAGS.mode))

@@ -65,6 +65,14 @@ class EditConfig(NamedTuple):
   gamma: float = 3.0              # l_m1 margin
   beta: float = -3.0              # l_m2 margin
   value_init: str = "direction"   # see patch.init_neurons
+  key_init: str = "query"         # "query": pre-activation 1 on the edit's
+                                  # query, 0 bias (the reference); "margins":
+                                  # scaled and biased so the memory margins
+                                  # hold before the first step
+                                  # (`margin_keys`)
+  init_slack: float = 1.0         # "margins": the memory's largest
+                                  # pre-activation starts at beta - slack,
+                                  # the edit's at beta + gamma + slack
   amplifier: float = 10.0
   keep_failed: bool = False       # merge a failed edit's neurons anyway
   edit_margin: float = 0.0        # "margins" rule: the fix must hold by this
@@ -412,14 +420,65 @@ def _success(parts: LossParts) -> chex.Array:
   return ~jnp.any(parts.wrong)
 
 
+def margin_keys(neurons: Neurons, memory: Memory, config: EditConfig,
+                max_scale: float = 1e3) -> Neurons:
+  """Keys and biases rescaled so the memory margins hold from the start.
+
+  A fresh key k = q / |q|^2 has pre-activation 1 on its query and c_m on
+  memory row m. Scaled by s with bias b, the edit sits at s + b and the
+  memory's largest at s * c + b (c = max_m c_m). Choosing
+  s = (top_edit - top_mem) / (1 - c) and b = top_edit - s puts the memory's
+  largest at top_mem = beta - slack and the edit at
+  top_edit = beta + gamma + slack: the memory loss is nearly satisfied before
+  the first step, which otherwise spends most of an edit walking the bias
+  there (tens of Adam steps of size lr). The neuron's boundary is the same
+  hyperplane family as before (normal to q), only placed and sharpened.
+  Where c >= 1 (a memory row lies as far along q as the edit) no scale
+  separates them and the key stays as it was. An empty memory changes
+  nothing.
+
+  Args:
+    neurons: fresh neurons from `patch.init_neurons` (keys q / |q|^2, zero
+      biases).
+    memory: the memory the edit must stay silent on.
+    config: beta, gamma and init_slack are read.
+    max_scale: cap on s.
+
+  Returns:
+    `neurons` with new keys and biases (values untouched).
+  """
+  c = neurons.keys @ memory.queries.T                              # [n, M]
+  c = jnp.max(jnp.where(memory.mask[None, :], c, -jnp.inf), axis=-1)
+  top_mem = config.beta - config.init_slack
+  top_edit = config.beta + config.gamma + config.init_slack
+  usable = jnp.isfinite(c) & (c < 1.0 - 1e-3)
+  scale = jnp.clip((top_edit - top_mem) / jnp.maximum(1.0 - c, 1e-3), 1.0,
+                   max_scale)
+  scale = jnp.where(usable, scale, 1.0)
+  biases = jnp.where(usable, top_edit - scale, neurons.biases)
+  return neurons._replace(keys=neurons.keys * scale[:, None], biases=biases)
+
+
 def initial_neurons(tail: Tail, task: EditTask, rng: chex.PRNGKey,
-                    config: EditConfig) -> Neurons:
+                    config: EditConfig,
+                    memory: Optional[Memory] = None) -> Neurons:
   """Keys from the edit's queries; values as `config.value_init` says.
 
   "direction": the effective value starts along -d(edit loss)/d(ffn output) at
   the neuron's position, with the norm of the FFN's own output there, so the
-  very first step already moves the prediction the right way.
+  very first step already moves the prediction the right way. With
+  key_init "margins" (and a `memory`), `margin_keys` places the keys.
   """
+  neurons = _initial_values(tail, task, rng, config)
+  if config.key_init == "margins" and memory is not None:
+    neurons = margin_keys(neurons, memory, config)
+  elif config.key_init not in ("query", "margins"):
+    raise ValueError(f"unknown key_init {config.key_init!r}")
+  return neurons
+
+
+def _initial_values(tail: Tail, task: EditTask, rng: chex.PRNGKey,
+                    config: EditConfig) -> Neurons:
   q0 = task.queries[task.neuron_pos]                              # [n, d]
   if config.value_init != "direction":
     return patch_lib.init_neurons(q0, rng, value_init=config.value_init,
@@ -524,7 +583,7 @@ def edit(tail: Tail, bank: PatchBank, task: EditTask, memory: Memory,
     `config.keep_failed` (the reference does); the bank is unchanged otherwise.
   """
   r_init, r_loop, r_eval = jax.random.split(rng, 3)
-  neurons = initial_neurons(tail, task, r_init, config)
+  neurons = initial_neurons(tail, task, r_init, config, memory)
   state0 = init_state(neurons, r_loop, config)
   if config.stop_rule not in ("margins", "val_plateau", "success", "steps"):
     raise ValueError(f"unknown stop_rule {config.stop_rule!r}")

@@ -324,3 +324,37 @@ def test_pool_alpha_trains_the_neuron_to_fire_on_the_pool(tiny_bart):
   assert pooled > plain
   if bool(stats.margins_ok):
     assert held > float(stats.max_memory_h) + base.gamma
+
+
+@pytest.mark.parametrize("case", ["spread", "empty", "inseparable"])
+def test_margin_keys_place_the_memory_margins(case):
+  """key_init "margins": before any step the memory's largest pre-activation
+  is beta - slack and the edit's beta + gamma + slack; with an empty memory,
+  or a memory row as far along the query as the edit, the keys stay."""
+  from patcher_jax import memory as memory_lib  # pylint: disable=g-import-not-at-top
+  from patcher_jax import patch as patch_lib  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  q = jnp.asarray(rng.normal(size=(2, 16)), jnp.float32)
+  rows = rng.normal(size=(40, 16)) * 0.5
+  if case == "inseparable":
+    rows[7] = 1.2 * np.asarray(q[1])
+  mem = memory_lib.init_memory(jnp.asarray(rows[:0 if case == "empty"
+                                                 else 40], jnp.float32), 64)
+  cfg = pj.fast_config(key_init="margins")
+  fresh = patch_lib.init_neurons(q, jax.random.PRNGKey(0),
+                                 value_init="zero")
+  placed = editor.margin_keys(fresh, mem, cfg)
+  edit_pre = jnp.sum(q * placed.keys, -1) + placed.biases
+  mem_pre = jnp.asarray(rows, jnp.float32) @ placed.keys.T + placed.biases
+  if case == "spread":
+    np.testing.assert_allclose(edit_pre, cfg.beta + cfg.gamma
+                               + cfg.init_slack, rtol=1e-5)
+    np.testing.assert_allclose(mem_pre.max(0), cfg.beta - cfg.init_slack,
+                               rtol=1e-5)
+  elif case == "empty":
+    chex.assert_trees_all_close(placed, fresh)
+  else:   # neuron 0 is placed, neuron 1 cannot be
+    np.testing.assert_allclose(mem_pre[:, 0].max(), cfg.beta
+                               - cfg.init_slack, rtol=1e-5)
+    chex.assert_trees_all_close(placed.keys[1], fresh.keys[1])
+    assert float(placed.biases[1]) == 0.0

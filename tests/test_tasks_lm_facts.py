@@ -68,10 +68,14 @@ def runtime():
       batch_size=8, log=None)
 
 
-def _decoded(rt, bank, split):
-  """Real greedy decoding of every record of a split: right or not."""
+def _decoded(rt, bank, split, own=False):
+  """Real greedy decoding of every record of a split: right (`own`: the
+  unedited model's continuation, as far as its draft goes) or not."""
   enc = rt.enc[split]
-  return rt._decode_correct(bank, enc, np.arange(len(enc["ans"])))  # pylint: disable=protected-access
+  tokens, mask = ((rt.base[split].tokens, rt.base[split].mask) if own
+                  else (enc["ans"], enc["ans_mask"]))
+  return rt._decode_correct(bank, enc, np.arange(len(enc["ans"])), tokens,  # pylint: disable=protected-access
+                            mask)
 
 
 def _banks(rt):
@@ -106,6 +110,23 @@ def test_checks_equal_real_greedy_decoding(runtime):
   assert base.any()        # some answers right before the banks
   assert changed > 0       # some bank changed some answers
   assert rt.counts["settled"] > 0
+
+
+def test_locality_is_keeping_the_unedited_continuation(runtime):
+  """split_correct asks for the unedited model's own answer: all of it with
+  an empty bank, and exactly what real decoding keeps with banks."""
+  rt = runtime
+  empty = patch_lib.init_bank(8, rt.dim)
+  for split in ("train", "test"):
+    assert rt.split_correct(empty, split).all()
+    assert rt.accuracy(empty, split) == 1.0
+  kept = []
+  for bank in _banks(rt):
+    for split in ("train", "test"):
+      got = rt.split_correct(bank, split)
+      np.testing.assert_array_equal(got, _decoded(rt, bank, split, own=True))
+      kept.append(got)
+  assert not np.concatenate(kept).all()    # some bank changed some output
 
 
 def test_base_drafts_are_the_unedited_answers(runtime):
