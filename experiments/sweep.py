@@ -32,6 +32,8 @@ flags.DEFINE_string("cache_dir", None, "Base-model cache (as run.py).")
 flags.DEFINE_integer("train_sub_size", 2000, "TrainR subset (as run.py).")
 flags.DEFINE_integer("seed", 0, "Stream seed.")
 flags.DEFINE_string("json", None, "Write the table here.")
+flags.DEFINE_float("whiten", None, "lm_* tasks: whiten the queries (the "
+                   "runtime's query map, adapters/llama.fit_query_map).")
 
 
 POOL_KEYS = {"pool": int, "word_drop": float, "pool_dropout": bool,
@@ -73,7 +75,8 @@ def _runtime(tasks):
     return tasks.build_lm_runtime(
         FLAGS.task, smollm2.load(FLAGS.cache_dir), scale="full",
         seed=FLAGS.seed, train_sub_size=FLAGS.train_sub_size,
-        memory_size=FLAGS.memory_size, num_edits=FLAGS.num_edits)
+        memory_size=FLAGS.memory_size, num_edits=FLAGS.num_edits,
+        whiten=FLAGS.whiten)
   from patcher_jax.data import load_benchmark  # pylint: disable=g-import-not-at-top
   from patcher_jax.models import base_cache  # pylint: disable=g-import-not-at-top
   bench = load_benchmark(FLAGS.task)

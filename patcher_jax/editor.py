@@ -73,6 +73,9 @@ class EditConfig(NamedTuple):
   init_slack: float = 1.0         # "margins": the memory's largest
                                   # pre-activation starts at beta - slack,
                                   # the edit's at beta + gamma + slack
+  value_fit: bool = False         # scale the initial values to the smallest
+                                  # of a geometric grid that makes the fix
+                                  # hold by edit_margin (`fit_value_scale`)
   amplifier: float = 10.0
   keep_failed: bool = False       # merge a failed edit's neurons anyway
   edit_margin: float = 0.0        # "margins" rule: the fix must hold by this
@@ -474,7 +477,47 @@ def initial_neurons(tail: Tail, task: EditTask, rng: chex.PRNGKey,
     neurons = margin_keys(neurons, memory, config)
   elif config.key_init not in ("query", "margins"):
     raise ValueError(f"unknown key_init {config.key_init!r}")
+  if config.value_fit:
+    neurons = fit_value_scale(tail, task, neurons, config)
   return neurons
+
+
+def fit_value_scale(tail: Tail, task: EditTask, neurons: Neurons,
+                    config: EditConfig, num_scales: int = 12) -> Neurons:
+  """`neurons` with values scaled by the smallest of 1, sqrt(2), 2, ... (
+  `num_scales` of them) at which the edit holds by `config.edit_margin` on
+  the clean queries; if none does, the one with the lowest edit loss.
+
+  The initial values point the right way (value_init "direction") but Adam
+  grows them by about lr per coordinate and step, so a fix that needs a
+  value several times the FFN output's norm takes tens of steps to reach it.
+  One batched evaluation of the tail at every scale jumps there instead.
+
+  Args:
+    tail: the frozen top of the model.
+    task: the edit (clean queries, targets, neuron slots).
+    neurons: the initial neurons.
+    config: edit_margin is read.
+    num_scales: grid points, each sqrt(2) times the last.
+
+  Returns:
+    `neurons` with every value multiplied by the chosen scale.
+  """
+  pre = patch_lib.pre_activations(neurons.keys, neurons.biases, task.queries)
+  act = jnp.where(task.neuron_mask, tail.act(pre), 0.0)          # [P, n]
+  new_delta = act @ neurons.effective_values()                   # [P, d]
+  scales = jnp.sqrt(2.0) ** jnp.arange(num_scales, dtype=jnp.float32)
+
+  def objective(scale):
+    loss, _, unsure = tail_lib.tail_objective(
+        tail, task.queries, task.base_delta + scale * new_delta,
+        jax.random.PRNGKey(0), False, task.targets, task.target_mask,
+        config.edit_margin)
+    return loss, jnp.any(unsure)
+
+  loss, unsure = jax.vmap(objective)(scales)
+  pick = jnp.where(jnp.any(~unsure), jnp.argmax(~unsure), jnp.argmin(loss))
+  return neurons._replace(values=neurons.values * scales[pick])
 
 
 def _initial_values(tail: Tail, task: EditTask, rng: chex.PRNGKey,

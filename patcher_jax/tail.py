@@ -6,7 +6,7 @@ where q is the FFN input (also the residual) and delta is what the patch adds.
 A Llama's last layer (layout "pre_rms") is pre-norm, then the model's final
 RMSNorm:  y = RMSNorm_f(h + down(silu(gate(n)) * up(n)) + delta), n = RMSNorm(h)
 where h is the residual stream entering the MLP block and the query is
-q = (h - center) / scale (see adapters/llama.py).
+q = (h - center) @ M (see adapters/llama.py).
 The tail is position-wise, so an edit step runs it on the few cached queries that
 matter (BERT: [CLS]; BART: the answer positions), never the layers below.
 
@@ -53,7 +53,8 @@ class Tail:
       by `tail_objective` when the head has no dropout to apply.
     layout: "post_ln" (ffn: fc1, fc2, norm {scale, bias}) or "pre_rms"
       (ffn: norm_in {scale}, gate, up, down kernels, norm {scale}: the final
-      RMSNorm, center [d] and scale []: h = q * scale + center; no dropout).
+      RMSNorm, center [d] and unmap [d, d]: h = q @ unmap + center; no
+      dropout).
   """
   ffn: Any
   head: Any
@@ -109,10 +110,10 @@ def ffn_output(tail: Tail, q: chex.Array, rng: Optional[chex.PRNGKey] = None,
 
 def residual(tail: Tail, q: chex.Array) -> chex.Array:
   """The residual stream at the patched FFN, from its query: q itself
-  (post_ln), or h = q * scale + center (pre_rms: the query is the residual
-  centred and scaled, see adapters/llama.py)."""
+  (post_ln), or h = q @ unmap + center (pre_rms: the query is the residual
+  centred and mapped, see adapters/llama.py)."""
   if tail.layout == "pre_rms":
-    return q * tail.ffn["scale"] + tail.ffn["center"]
+    return q @ tail.ffn["unmap"] + tail.ffn["center"]
   return q
 
 

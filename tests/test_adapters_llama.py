@@ -50,8 +50,11 @@ def test_empty_or_zero_bank_changes_nothing(tiny):
   chex.assert_trees_all_equal(plain, zeroed)
 
 
-def test_tail_equals_patched_model(tiny):
+@pytest.mark.parametrize("whiten", [None, 0.05])
+def test_tail_equals_patched_model(tiny, whiten):
   model, params, cfg, h, qmap = tiny
+  if whiten is not None:
+    qmap = llama.fit_query_map(h.reshape(-1, h.shape[-1]), whiten)
   q = qmap(h)
   bank = _bank(q.reshape(-1, cfg.hidden_size), np.random.default_rng(1))
   full = llama.forward(model, params, IDS, MASK, bank=bank, query_map=qmap)[0]
@@ -67,6 +70,26 @@ def test_tail_equals_patched_model(tiny):
       llama.forward(model, params, IDS, MASK)[0], atol=2e-4, rtol=2e-4)
   h2 = llama.forward(model, params, IDS, MASK, bank=bank, query_map=qmap)[1]
   np.testing.assert_array_equal(h2, h)
+
+
+def test_whitened_map_whitens_and_inverts(tiny):
+  """fit_query_map(whiten=w): the mapped rows' covariance is C (C + wI)^-1
+  (identity up to the regulariser), and h = q @ inverse + center."""
+  h = tiny[3].reshape(-1, tiny[2].hidden_size).astype(np.float64)
+  for whiten in (1e-3, 0.5):
+    qmap = llama.fit_query_map(h, whiten)
+    q = np.asarray(qmap(h), np.float64)
+    np.testing.assert_allclose(q @ np.asarray(qmap.inverse, np.float64)
+                               + np.asarray(qmap.center), h, atol=1e-3)
+    x = h - h.mean(0)
+    cov = x.T @ x / len(x)
+    evals = np.linalg.eigvalsh(cov)
+    shrink = evals / (evals + whiten * evals.mean())
+    np.testing.assert_allclose(np.linalg.eigvalsh(q.T @ q / len(q)),
+                               np.sort(shrink), atol=2e-3)
+  plain = llama.fit_query_map(h)   # no whitening: a scalar scale
+  m = np.asarray(plain.matrix)
+  np.testing.assert_allclose(m, np.eye(len(m)) * m[0, 0], atol=1e-7)
 
 
 def test_tail_wants_the_last_layer(tiny):

@@ -358,3 +358,42 @@ def test_margin_keys_place_the_memory_margins(case):
                                - cfg.init_slack, rtol=1e-5)
     chex.assert_trees_all_close(placed.keys[1], fresh.keys[1])
     assert float(placed.biases[1]) == 0.0
+
+
+def test_fitted_values_make_the_fix_hold_by_the_margin(tiny_bart):
+  """value_fit: the initial values are scaled by the smallest grid point at
+  which the fix holds by edit_margin (else the one of lowest edit loss); an
+  edit whose margins all hold then stops before its first step."""
+  t = tiny_bart
+  q, tail, memory = _bart_edit_inputs(t)
+  bank = pj.init_bank(8, 32)
+  task = pj.make_edit_task(tail, bank, q[0], t.labels[0],
+                           jnp.array([True, True, True, False, False]),
+                           max_neurons=5)
+  rng = jax.random.PRNGKey(0)
+  reached = []
+  for margin in (0.0, 0.5, 50.0):
+    config = pj.fast_config(mem_weight=10.0, edit_margin=margin,
+                            key_init="margins")
+    plain = editor.initial_neurons(tail, task, rng, config, memory)
+    fitted = editor.initial_neurons(tail, task, rng,
+                                    config._replace(value_fit=True), memory)
+    ratio = np.asarray(fitted.values / plain.values)
+    scale = float(ratio.reshape(-1)[0])
+    np.testing.assert_allclose(ratio, scale, rtol=1e-5)
+    grid = np.sqrt(2.0) ** np.arange(12)
+    parts = [editor.loss_parts(plain._replace(values=plain.values * g), tail,
+                               task, memory, rng, config, train=False)
+             for g in grid]
+    holds = np.array([not bool(jnp.any(p.unsure)) for p in parts])
+    reached.append(bool(holds.any()))
+    want = (grid[np.argmax(holds)] if holds.any()
+            else grid[np.argmin([float(p.edit) for p in parts])])
+    np.testing.assert_allclose(scale, want, rtol=1e-5)
+    _, stats = pj.edit(tail, bank, task, memory, memory, rng, 0,
+                       config._replace(value_fit=True))
+    pick = parts[int(np.argmin(np.abs(grid - scale)))]
+    if bool(editor._margins_ok(pick, config)) and bool(  # pylint: disable=protected-access
+        editor._success(pick)):  # pylint: disable=protected-access
+      assert int(stats.steps) == 0 and bool(stats.success)
+  assert reached == [True, True, False]   # both branches of the rule ran

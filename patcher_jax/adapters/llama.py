@@ -16,12 +16,13 @@ h is what gets cached: everything after it is position-wise, so the tail
 (RMSNorm_m, the MLP, the residual, the final RMSNorm, the head) runs on cached
 h at the answer positions only (keying on the MLP input n would need h too,
 for the residual). The neurons see h through a fixed affine map, the query
-q = (h - center) / scale (`QueryMap`, from the memory's h): the residual
+q = (h - center) @ M (`QueryMap`, from the memory's h): the residual
 stream of a pretrained LM has a few huge shared dimensions (SmolLM2's last
 layer: |h| ~ 700, one dimension ~490 in every token, mean cosine 0.6 between
 unrelated tokens), which makes q/|q|^2 keys tiny and every neuron fire
-everywhere. gelu((h - c)/s . k + b) = gelu(h . k/s + b - c . k/s): the same
-neuron class on h, better conditioned for the optimiser. Why GELU and not the MLP's own gated SiLU form:
+everywhere. gelu((h - c) M . k + b) = gelu(h . Mk + b - c . Mk): the same
+neuron class on h, better conditioned for the optimiser. With whitening
+(`fit_query_map(whiten=...)`) the map is a full matrix: the same argument. Why GELU and not the MLP's own gated SiLU form:
 see BUILD.md ("Decoder-only: SmolLM2"). The patch in another layer
 (`layer=`) works for the full-model forward and generation, not for the
 cached tail (later layers mix positions).
@@ -43,25 +44,53 @@ from patcher_jax.models.llama_rope import rope_scope
 
 
 class QueryMap(NamedTuple):
-  """q = (h - center) / scale: how the patch sees the residual h."""
-  center: jax.Array   # [d]
-  scale: jax.Array    # []
+  """q = (h - center) @ matrix: how the patch sees the residual h
+  (h = q @ inverse + center)."""
+  center: jax.Array    # [d]
+  matrix: jax.Array    # [d, d]
+  inverse: jax.Array   # [d, d]
 
   def __call__(self, h):
-    return (h - self.center) / self.scale
+    return (h - self.center) @ self.matrix
 
 
 def identity_map(dim: int) -> QueryMap:
-  return QueryMap(jnp.zeros((dim,), jnp.float32), jnp.ones((), jnp.float32))
+  eye = jnp.eye(dim, dtype=jnp.float32)
+  return QueryMap(jnp.zeros((dim,), jnp.float32), eye, eye)
 
 
-def fit_query_map(h_rows) -> QueryMap:
-  """Centre = mean of the rows [N, d]; scale = median RMS of the centred
-  rows (so a typical query has norm ~ sqrt(d))."""
+def fit_query_map(h_rows, whiten: Optional[float] = None) -> QueryMap:
+  """The map fitted to rows h [N, d] (e.g. the memory's residuals).
+
+  center = the rows' mean. Without `whiten`, the matrix is I / s, s = the
+  median RMS of the centred rows (a typical query has norm ~ sqrt(d)).
+  With `whiten` = w, it is the ZCA whitening of the rows' covariance C,
+  (C + w * mean_eig(C) I)^(-1/2): a fresh key q / |q|^2 then scores any h by
+  (h - c)^T (C + wI)^-1 (h_edit - c), the linear discriminant between the
+  edit and the memory's cloud (the C^-1 k direction of ROME's key), which
+  ranks an edit's rephrases far above unrelated facts of the same template
+  where the plain direction does not (SmolLM2, 60 edits: 63 % of rephrases
+  above the memory's highest score at w = 0.01, 13 % unwhitened).
+
+  Example:
+    >>> m = fit_query_map(np.random.default_rng(0).normal(size=(64, 4)), 0.1)
+    >>> m.matrix.shape
+    (4, 4)
+  """
   h = jnp.asarray(h_rows, jnp.float32)
   center = jnp.mean(h, axis=0)
-  rms = jnp.sqrt(jnp.mean(jnp.square(h - center), axis=-1))
-  return QueryMap(center, jnp.maximum(jnp.median(rms), 1e-6))
+  x = h - center
+  if whiten is None:
+    rms = jnp.sqrt(jnp.mean(jnp.square(x), axis=-1))
+    s = jnp.maximum(jnp.median(rms), 1e-6)
+    eye = jnp.eye(h.shape[-1], dtype=jnp.float32)
+    return QueryMap(center, eye / s, eye * s)
+  cov = x.T @ x / x.shape[0]
+  evals, evecs = jnp.linalg.eigh(cov)
+  evals = jnp.maximum(evals, 0.0) + whiten * jnp.maximum(jnp.mean(evals),
+                                                         1e-12)
+  root = jnp.sqrt(evals)
+  return QueryMap(center, (evecs / root) @ evecs.T, (evecs * root) @ evecs.T)
 
 
 def layer_index(config, layer: Optional[int] = None) -> int:
@@ -107,7 +136,7 @@ def make_tail(config, params, query_map: Optional[QueryMap] = None,
          "down": lp["mlp"]["down_proj"]["kernel"],
          "norm": {"scale": params["model"]["norm"]["weight"]}}
   qm = query_map or identity_map(config.hidden_size)
-  ffn.update(center=qm.center, scale=qm.scale)
+  ffn.update(center=qm.center, unmap=qm.inverse)
   emb = params["model"]["embed_tokens"]["embedding"]
   kernel = params["lm_head"]["kernel"] if "lm_head" in params else emb.T
   head = {"embedding": kernel.T,

@@ -71,7 +71,7 @@ def build_runtime(task, bench, base, *, seed, train_sub_size, memory_size=0,
 
 
 def build_lm_runtime(task, lm, *, scale, seed, train_sub_size, memory_size=0,
-                     num_edits=None, log=print):
+                     num_edits=None, whiten=None, log=print):
   """The runtime of a pretrained causal LM (`models.smollm2.LoadedLM`) on the
   embedded facts in the task's prompt form ("lm_complete" / "lm_chat").
 
@@ -98,4 +98,4 @@ def build_lm_runtime(task, lm, *, scale, seed, train_sub_size, memory_size=0,
   cache_dir = os.path.join(lm.path, "runtime") if lm.path else None
   return LMFactsRuntime(lm.model, lm.params, lm.tokenizer, bench.edit, sub,
                         bench.test, memory, bench.val, cache_dir=cache_dir,
-                        log=log)
+                        whiten=whiten, log=log)

@@ -126,6 +126,7 @@ class LMFactsRuntime:
                train_sub: Sequence[Record], test: Sequence[Record],
                memory: Sequence[Record], val: Sequence[Record], *,
                max_answer_tokens: int = 12, batch_size: int = 32,
+               whiten: Optional[float] = None,
                cache_dir: Optional[str] = None, log=print):
     self.model, self.params, self.tokenizer = model, params, tokenizer
     self.dim = model.config.hidden_size
@@ -147,9 +148,9 @@ class LMFactsRuntime:
     key = common.records_key("lm_facts", max_answer_tokens, stream, train_sub,
                              test, memory, val)
     arrays = common.load_or_compute(cache_dir, key, compute, log)
-    # the patch sees the residuals centred and scaled by the memory's
-    # statistics (adapters/llama.py): fixed for the run
-    self.query_map = llama.fit_query_map(arrays["memory0"])
+    # the patch sees the residuals centred and scaled (or whitened) by the
+    # memory's statistics (adapters/llama.py): fixed for the run
+    self.query_map = llama.fit_query_map(arrays["memory0"], whiten)
     self.tail = llama.make_tail(model.config, params, self.query_map)
     self._head_norm = llama.head_norm(self.tail)
     qmap = lambda h: np.asarray(self.query_map(h))
