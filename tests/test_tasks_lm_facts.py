@@ -95,7 +95,7 @@ def test_checks_equal_real_greedy_decoding(runtime):
   changed = 0
   base = _decoded(rt, patch_lib.init_bank(8, rt.dim), "stream")
   for bank in _banks(rt):
-    for split in ("stream", "train", "test"):
+    for split in ("stream", "train", "test", "reph"):
       enc = rt.enc[split]
       rows = np.arange(len(enc["ans"]))
       with_base = rt._correct(bank, rt.queries[split], enc, rows,  # pylint: disable=protected-access
@@ -153,6 +153,11 @@ def test_edit_fixes_a_mistake(runtime):
                          jax.random.PRNGKey(1), 0, pj.fast_config(lr=0.05))
     ok, r_ok, r_n = rt.after_edit(new, int(i))
     assert r_n == 2 and 0 <= r_ok <= 2
+    # the cached rephrase checks are real decoding of the rephrases
+    rows = rt.reph_rows[int(i)]
+    enc = {k: v[rows] for k, v in rt.enc["reph"].items()}
+    assert r_ok == int(rt._decode_correct(  # pylint: disable=protected-access
+        new, enc, np.arange(2), enc["ans"], enc["ans_mask"]).sum())
     assert ok == (not rt.mistakes(new, [int(i)])[0])
     if bool(stats.success):
       assert ok

@@ -15,7 +15,8 @@ not, another token leads (by the margin), greedy decoding leaves the answer
 there: wrong. Only near-ties are decoded for real. The unedited model's
 answers go first through drafts.py's cheap certificate (no head).
 """
-from typing import List, Optional, Sequence
+import time
+from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +31,7 @@ from patcher_jax.data import Record
 from patcher_jax.tasks import common
 
 DECODE_BATCH = 8
+NUM_REPHRASES = 5   # rephrases checked per edit (GR), as for zsRE
 
 
 class Encoded(dict):
@@ -134,20 +136,19 @@ class LMFactsRuntime:
     self.stream, self.train_sub, self.test = (list(stream), list(train_sub),
                                               list(test))
     self._query_fn = common.jitted_queries(model, llama.residuals)
+    # every stream record's rephrases (NUM_REPHRASES at most) as one split,
+    # record i's at rows reph_rows[i]: cached with the rest, checked at once
+    reph = [Record(f"{r.id}:r{j}", text, r.answers[:1], ())
+            for r in self.stream for j, text in
+            enumerate(list(r.rephrases)[:NUM_REPHRASES])]
+    ends = np.cumsum([min(len(r.rephrases), NUM_REPHRASES)
+                      for r in self.stream], dtype=int)
+    self.reph_rows = [np.arange(e - n, e) for e, n in zip(
+        ends, [min(len(r.rephrases), NUM_REPHRASES) for r in self.stream])]
     splits = {"stream": self.stream, "train": self.train_sub,
-              "test": self.test}
+              "test": self.test, "reph": reph}
     self.enc = {k: self._encode(v) for k, v in splits.items()}
-
-    def compute():
-      arrays = {f"q_{k}": self._queries(self.enc[k]) for k in splits}
-      for name, recs in (("memory0", memory), ("val_memory0", val)):
-        enc = self._encode(recs)
-        arrays[name] = self._queries(enc)[enc["ans_mask"]]
-      return arrays
-
-    key = common.records_key("lm_facts", max_answer_tokens, stream, train_sub,
-                             test, memory, val)
-    arrays = common.load_or_compute(cache_dir, key, compute, log)
+    arrays = self._cached_queries(splits, memory, val, cache_dir, log)
     # the patch sees the residuals centred and scaled (or whitened) by the
     # memory's statistics (adapters/llama.py): fixed for the run
     self.query_map = llama.fit_query_map(arrays["memory0"], whiten)
@@ -160,14 +161,29 @@ class LMFactsRuntime:
     self.val_memory0 = qmap(arrays["val_memory0"])
     self.base = {k: self._base_drafts(k) for k in splits}
     self.counts = {"certified": 0, "settled": 0, "decoded": 0}
-    self._reph_before = {}   # stream index -> rephrases right before edits
     if log:
       acc = {k: float(np.mean(d.correct)) if len(d.correct) else float("nan")
              for k, d in self.base.items()}
-      log(f"  cached answer queries: stream {len(stream)}, train "
-          f"{len(train_sub)}, test {len(test)}, memory {len(self.memory0)} "
-          f"rows, val memory {len(self.val_memory0)} rows; base accuracy "
-          + ", ".join(f"{k} {v:.3f}" for k, v in acc.items()))
+      log(f"  cached answer queries: stream {len(stream)} (rephrases "
+          f"{len(reph)}), train {len(train_sub)}, test {len(test)}, memory "
+          f"{len(self.memory0)} rows, val memory {len(self.val_memory0)} rows;"
+          " base accuracy " + ", ".join(f"{k} {v:.3f}" for k, v in acc.items()))
+
+  def _cached_queries(self, splits, memory, val, cache_dir, log):
+    """The residuals at the answer positions of every split and of the
+    memory sets, computed once per records and kept (common.load_or_compute)."""
+    def compute():
+      arrays = {}
+      for k, recs in splits.items():
+        arrays[f"q_{k}"] = self._queries(self.enc[k], what=k, log=log)
+      for name, recs in (("memory0", memory), ("val_memory0", val)):
+        enc = self._encode(recs)
+        arrays[name] = self._queries(enc, what=name, log=log)[enc["ans_mask"]]
+      return arrays
+
+    key = common.records_key("lm_facts", self.max_answer_tokens, NUM_REPHRASES,
+                             *splits.values(), memory, val)
+    return common.load_or_compute(cache_dir, key, compute, log)
 
   # -- caching ---------------------------------------------------------------
 
@@ -175,10 +191,16 @@ class LMFactsRuntime:
     return encode(self.tokenizer, [r.input for r in records],
                   [r.answers[0] for r in records], self.max_answer_tokens)
 
-  def _queries(self, enc: Encoded, batch_size: int = 0) -> np.ndarray:
+  def _queries(self, enc: Encoded, batch_size: int = 0, what: str = "",
+               log=None) -> np.ndarray:
     """Residuals h at the answer positions (queries: `self.query_map`)."""
-    return answer_queries(lambda i, m: self._query_fn(self.params, i, m), enc,
-                          batch_size or self.batch_size, self.dim)
+    t0 = time.perf_counter()
+    out = answer_queries(lambda i, m: self._query_fn(self.params, i, m), enc,
+                         batch_size or self.batch_size, self.dim)
+    if log and what:
+      log(f"  queries of {what}: {len(out)} prompts, "
+          f"{int(enc['mask'].sum())} tokens in {time.perf_counter() - t0:.0f} s")
+    return out
 
   def _base_drafts(self, split: str) -> drafts_lib.Drafts:
     """The unedited model's answers as drafts: the gold answer up to its
@@ -277,29 +299,18 @@ class LMFactsRuntime:
     return task if bool(task.neuron_mask.any()) else None
 
   def after_edit(self, bank, i: int):
-    r = self.stream[i]
-    reph = list(r.rephrases)[:5]
     ok = self._correct(bank, self.q_stream, self.enc["stream"], [i])[0]
-    if not reph:
-      self._reph_before[i] = 0
+    rows = self.reph_rows[i]
+    if not len(rows):
       return bool(ok), 0, 0
-    enc = encode(self.tokenizer, reph, [r.answers[0]] * len(reph),
-                 self.max_answer_tokens)
-    q = np.asarray(self.query_map(self._queries(enc, batch_size=8)))
-    right = self._correct(bank, q, enc, np.arange(len(reph)))
-    # the same rephrases with the unedited model (GR before the edits)
-    empty = patch_lib.init_bank(8, self.dim)
-    self._reph_before[i] = int(self._correct(empty, q, enc,
-                                             np.arange(len(reph))).sum())
-    return bool(ok), int(right.sum()), len(reph)
+    right = self._correct(bank, self.queries["reph"], self.enc["reph"], rows,
+                          self.base["reph"])
+    return bool(ok), int(right.sum()), len(rows)
 
   def rephrases_before(self, i: int):
-    """(rephrases of record i the unedited model gets right, their number);
-    known once `after_edit(bank, i)` ran."""
-    n = len(list(self.stream[i].rephrases)[:5])
-    if i not in self._reph_before:
-      self.after_edit(patch_lib.init_bank(8, self.dim), i)
-    return self._reph_before.pop(i), n
+    """(rephrases of record i the unedited model gets right, their number)."""
+    rows = self.reph_rows[i]
+    return int(self.base["reph"].correct[rows].sum()), len(rows)
 
   def target(self, i: int) -> str:
     return self.stream[i].answers[0]
