@@ -1,6 +1,7 @@
 """The causal-LM facts runtime on a tiny random Llama: every answer it reads
 off cached teacher-forced queries equals real greedy decoding of the patched
 model, for banks that change answers; mistakes, edits and metrics run."""
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -186,3 +187,30 @@ def test_stream_runs_and_records_what_each_edit_did(runtime):
     assert 0 <= r["rephrase_correct_before"] <= r["rephrase_total"]
   summary = stream.summarize(out)["summary"]
   assert summary["TrainR_flips"]["total"] == len(rt.train_sub)
+
+
+def test_pool_hides_prompt_words_only(runtime):
+  """The edit's pool: with nothing hidden every copy is the clean query;
+  with words hidden the copies differ, and only at answer positions."""
+  rt = runtime
+  i = int(np.flatnonzero(rt.mistakes(patch_lib.init_bank(8, rt.dim),
+                                     np.arange(len(rt.stream))))[0])
+  bank = patch_lib.init_bank(8, rt.dim)
+  rng = jax.random.PRNGKey(4)
+  try:
+    rt.pool_word_drop = 0.0
+    clean = rt.edit_task(bank, i, rng, noise_samples=3)
+    np.testing.assert_allclose(
+        clean.noisy_queries, np.broadcast_to(clean.queries,
+                                             clean.noisy_queries.shape),
+        atol=1e-4)
+    rt.pool_word_drop = 0.9
+    rt.prefetch_pool([i], rng, 3)          # drawn ahead: the same arrays
+    noisy = rt.edit_task(bank, i, rng, noise_samples=3)
+    again = rt.edit_task(bank, i, rng, noise_samples=3)
+  finally:
+    rt.pool_word_drop = 0.25
+  chex.assert_trees_all_close(noisy.noisy_queries, again.noisy_queries)
+  m = np.asarray(noisy.target_mask)
+  assert np.abs(np.asarray(noisy.noisy_queries - noisy.queries)[:, m]).max() > 1e-3
+  assert not np.asarray(noisy.noisy_queries)[:, ~m].any()

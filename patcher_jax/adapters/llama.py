@@ -176,6 +176,25 @@ def residuals(model, params, input_ids, attention_mask):
   return forward(model, params, input_ids, attention_mask)[1]
 
 
+def hidden_word_residuals(model, params, input_ids, attention_mask,
+                          prompt_len, rng, num: int, word_drop: float):
+  """`num` variants of one prompt's residuals h: [num, T, d].
+
+  Each variant hides every prompt token but the first and the last with
+  probability `word_drop` (masked out of attention: a paraphrase-like
+  deletion made from the input alone); the answer tokens that follow the
+  prompt (teacher forcing) stay. Inputs are [1, T] arrays, right padded.
+  """
+  t = input_ids.shape[-1]
+  pos = jnp.arange(t)[None, :]
+  keep = jax.random.bernoulli(rng, 1.0 - word_drop, (num, t))
+  keep = keep | (pos == 0) | (pos >= prompt_len - 1)
+  mask = jnp.repeat(attention_mask[:1], num, axis=0) * keep.astype(
+      attention_mask.dtype)
+  return residuals(model, params, jnp.repeat(input_ids[:1], num, axis=0),
+                   mask)
+
+
 @functools.lru_cache(maxsize=8)
 def greedy_fn(model, max_new_tokens: int, layer: Optional[int] = None):
   """jit(fn(params, bank, query_map, ids [B, W], lengths [B])

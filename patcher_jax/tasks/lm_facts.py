@@ -15,6 +15,7 @@ not, another token leads (by the margin), greedy decoding leaves the answer
 there: wrong. Only near-ties are decoded for real. The unedited model's
 answers go first through drafts.py's cheap certificate (no head).
 """
+import functools
 import time
 from typing import Optional, Sequence
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from patcher_jax import drafts as drafts_lib
 from patcher_jax import editor
+from patcher_jax import lookahead
 from patcher_jax import patch as patch_lib
 from patcher_jax import tail as tail_lib
 from patcher_jax.adapters import llama
@@ -128,7 +130,7 @@ class LMFactsRuntime:
                train_sub: Sequence[Record], test: Sequence[Record],
                memory: Sequence[Record], val: Sequence[Record], *,
                max_answer_tokens: int = 12, batch_size: int = 32,
-               whiten: Optional[float] = None,
+               whiten: Optional[float] = None, word_drop: float = 0.25,
                cache_dir: Optional[str] = None, log=print):
     self.model, self.params, self.tokenizer = model, params, tokenizer
     self.dim = model.config.hidden_size
@@ -136,6 +138,10 @@ class LMFactsRuntime:
     self.stream, self.train_sub, self.test = (list(stream), list(train_sub),
                                               list(test))
     self._query_fn = common.jitted_queries(model, llama.residuals)
+    self._pool_queries = jax.jit(functools.partial(
+        llama.hidden_word_residuals, model), static_argnames=("num",))
+    self.pool_word_drop = word_drop
+    self._pools = common.Pools(lookahead.Lookahead())
     # every stream record's rephrases (NUM_REPHRASES at most) as one split,
     # record i's at rows reph_rows[i]: cached with the rest, checked at once
     reph = [Record(f"{r.id}:r{j}", text, r.answers[:1], ())
@@ -287,16 +293,48 @@ class LMFactsRuntime:
 
   def edit_task(self, bank, i: int, rng, noise_samples: int = 0,
                 max_neurons: int = 5):
-    """The edit of stream record i (no dropout in a Llama: no noise pool);
-    None if teacher forcing finds nothing wrong."""
-    del rng, noise_samples
+    """The edit of stream record i, with a pool of `noise_samples` variants
+    of its prompt with hidden words (no dropout in a Llama); None if teacher
+    forcing finds nothing wrong."""
     mask = self.enc["stream"]["ans_mask"][i]
     width = editor.task_width(int(mask.sum()), mask.shape[0])
+    noisy = None
+    if noise_samples:
+      noisy = self._pools.get(i, rng, noise_samples,
+                              self._pool_fn(i, noise_samples))[:, :width]
     task = _make_edit_task(
         self.tail, bank, self.q_stream[i][:width],
         self.enc["stream"]["ans"][i][:width], mask[:width],
-        max_neurons=min(max_neurons, width))
-    return task if bool(task.neuron_mask.any()) else None
+        noisy_queries=noisy, max_neurons=min(max_neurons, width))
+    return editor.fit_slots(task)
+
+  def prefetch_pool(self, candidates, rng, noise_samples: int
+                    ) -> Optional[int]:
+    """Start drawing, in the background, the pool (under `rng`) of the first
+    of `candidates` the unedited model gets wrong (the stream's likeliest
+    next mistake); returns it (None: no candidate)."""
+    i = common.first_base_mistake(candidates, ~self.base["stream"].correct)
+    if noise_samples and i is not None:
+      self._pools.start(i, rng, noise_samples, self._pool_fn(i, noise_samples))
+    return i
+
+  def _pool_fn(self, i: int, noise_samples: int):
+    """rng -> record i's pool [S, K, d] (queries at the answer positions)."""
+    enc = self.enc["stream"]
+    n = -(-int(enc["mask"][i].sum()) // 8) * 8     # few compiled widths
+    ids = jnp.asarray(common.take_batch(enc["ids"], [i], n, 1))
+    mask = jnp.asarray(common.take_batch(enc["mask"], [i], n, 1))
+    plen = int(enc["prompt_len"][i])
+    k = enc["ans"].shape[1]
+    pos = np.minimum(plen - 1 + np.arange(k), n - 1)
+
+    def draw(rng):
+      h = np.asarray(self._pool_queries(self.params, ids, mask, plen, rng,
+                                        num=noise_samples,
+                                        word_drop=self.pool_word_drop))
+      q = np.asarray(self.query_map(h[:, pos]))
+      return np.where(enc["ans_mask"][i][None, :, None], q, 0.0)
+    return draw
 
   def after_edit(self, bank, i: int):
     ok = self._correct(bank, self.q_stream, self.enc["stream"], [i])[0]
