@@ -163,3 +163,28 @@ def stream_settings(task: str, mode: str = "fast",
                      f"some of {sorted(settings)})")
   settings.update(given)
   return settings
+
+
+# How the lm_* runtimes (tasks/lm_facts.py) see the residual stream and draw
+# an edit's pool: `whiten` (None: centre and scale only; w: ZCA whitening
+# regularised by w times the mean eigenvalue, adapters/llama.fit_query_map)
+# and `word_drop` (the pool hides each prompt word with this probability).
+LM_RUNTIME = dict(whiten=None, word_drop=0.25)
+
+
+def runtime_settings(task: str, **overrides) -> Dict[str, Any]:
+  """The runtime settings of an lm_* task (LM_RUNTIME, then `overrides`).
+
+  Example:
+    >>> runtime_settings("lm_chat", whiten=0.5)["whiten"]
+    0.5
+  """
+  _check(task, "fast")
+  if task not in LM_TASKS:
+    raise ValueError(f"{task!r} has no runtime settings (only {LM_TASKS})")
+  given = _given(overrides)
+  unknown = set(given) - set(LM_RUNTIME)
+  if unknown:
+    raise ValueError(f"unknown runtime settings {sorted(unknown)} (expected "
+                     f"some of {sorted(LM_RUNTIME)})")
+  return {**LM_RUNTIME, **given}

@@ -73,7 +73,7 @@ def fit_query_map(h_rows, whiten: Optional[float] = None) -> QueryMap:
   above the memory's highest score at w = 0.01, 13 % unwhitened).
 
   Example:
-    >>> m = fit_query_map(np.random.default_rng(0).normal(size=(64, 4)), 0.1)
+    >>> m = fit_query_map(jax.random.normal(jax.random.PRNGKey(0), (64, 4)), 0.1)
     >>> m.matrix.shape
     (4, 4)
   """

@@ -71,13 +71,14 @@ def build_runtime(task, bench, base, *, seed, train_sub_size, memory_size=0,
 
 
 def build_lm_runtime(task, lm, *, scale, seed, train_sub_size, memory_size=0,
-                     num_edits=None, whiten=None, log=print):
+                     num_edits=None, log=print, **settings):
   """The runtime of a pretrained causal LM (`models.smollm2.LoadedLM`) on the
   embedded facts in the task's prompt form ("lm_complete" / "lm_chat").
 
   The train split is shuffled and cut into the TrainR subset and the memory
   set as in `build_runtime`; queries are cached next to the converted model.
   With `num_edits`, the edit split is cut to 1.2 * num_edits + 50 records.
+  `settings` override `configs.runtime_settings(task)` (whiten, word_drop).
   """
   from patcher_jax.data.geo import prompts  # pylint: disable=g-import-not-at-top
   from patcher_jax.tasks.lm_facts import LMFactsRuntime  # pylint: disable=g-import-not-at-top
@@ -98,4 +99,5 @@ def build_lm_runtime(task, lm, *, scale, seed, train_sub_size, memory_size=0,
   cache_dir = os.path.join(lm.path, "runtime") if lm.path else None
   return LMFactsRuntime(lm.model, lm.params, lm.tokenizer, bench.edit, sub,
                         bench.test, memory, bench.val, cache_dir=cache_dir,
-                        whiten=whiten, log=log)
+                        log=log, **configs.runtime_settings(task,
+                                                             **settings))
