@@ -214,3 +214,32 @@ def test_pool_hides_prompt_words_only(runtime):
   m = np.asarray(noisy.target_mask)
   assert np.abs(np.asarray(noisy.noisy_queries - noisy.queries)[:, m]).max() > 1e-3
   assert not np.asarray(noisy.noisy_queries)[:, ~m].any()
+
+
+def test_requests_join_an_empty_stream(runtime):
+  """The Editor's path: a runtime over no stream takes records later; their
+  checks are real decoding, and predict is the greedy continuation."""
+  rt = runtime
+  class Tok(CharTokenizer):
+    def decode(self, ids, skip_special_tokens=False):
+      del skip_special_tokens
+      return super().decode(ids)
+  empty_rt = lm_facts.LMFactsRuntime(
+      rt.model, rt.params, Tok(), [], [], [],
+      _records(np.random.default_rng(0), 16, "m"),
+      _records(np.random.default_rng(1), 4, "v"), max_answer_tokens=4,
+      batch_size=8, log=None)
+  idx = empty_rt.add_to_stream(rt.stream[:3])
+  idx2 = empty_rt.add_to_stream(rt.stream[3:5])
+  np.testing.assert_array_equal(np.concatenate([idx, idx2]), np.arange(5))
+  bank = next(iter(_banks(rt)))
+  for i in range(5):
+    ok, r_ok, r_n = empty_rt.after_edit(bank, i)
+    ok0, r_ok0, r_n0 = rt.after_edit(bank, i)
+    assert (ok, r_ok, r_n) == (ok0, r_ok0, r_n0)
+  right = np.flatnonzero(rt.base["stream"].correct[:5])
+  assert len(right)
+  got = empty_rt.predict(patch_lib.init_bank(8, rt.dim),
+                         [rt.stream[j].input for j in right])
+  for j, text in zip(right, got):
+    assert len(text) == 4 and text.startswith(rt.stream[j].answers[0])

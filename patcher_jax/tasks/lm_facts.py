@@ -165,7 +165,8 @@ class LMFactsRuntime:
     self.q_stream = self.queries["stream"]
     self.memory0 = qmap(arrays["memory0"])
     self.val_memory0 = qmap(arrays["val_memory0"])
-    self.base = {k: self._base_drafts(k) for k in splits}
+    self.base = {k: self._base_drafts(self.queries[k], self.enc[k])
+                 for k in splits}
     self.counts = {"certified": 0, "settled": 0, "decoded": 0}
     if log:
       acc = {k: float(np.mean(d.correct)) if len(d.correct) else float("nan")
@@ -208,11 +209,10 @@ class LMFactsRuntime:
           f"{int(enc['mask'].sum())} tokens in {time.perf_counter() - t0:.0f} s")
     return out
 
-  def _base_drafts(self, split: str) -> drafts_lib.Drafts:
+  def _base_drafts(self, q, enc: Encoded) -> drafts_lib.Drafts:
     """The unedited model's answers as drafts: the gold answer up to its
     first wrong token, that token in its place (exact by `settle`'s
     argument), with the leads for the cheap certificate."""
-    q, enc = self.queries[split], self.enc[split]
     tokens, mask = enc["ans"].copy(), enc["ans_mask"].copy()
     empty = patch_lib.init_bank(8, self.dim)
     best = np.zeros_like(tokens)
@@ -279,6 +279,52 @@ class LMFactsRuntime:
       got = np.asarray(fn(self.params, bank, self.query_map, ids,
                           lens))[:len(part)]
       out[part] = np.all((got == tokens[part]) | ~mask[part], axis=-1)
+    return out
+
+  # -- requests (the Editor) -------------------------------------------------
+
+  def add_to_stream(self, records: Sequence[Record]) -> np.ndarray:
+    """Append records to the edit stream (their queries, rephrases and
+    drafts computed now, not cached); returns their stream indices."""
+    records = list(records)
+    reph = [Record(f"{r.id}:r{j}", text, r.answers[:1], ())
+            for r in records for j, text in
+            enumerate(list(r.rephrases)[:NUM_REPHRASES])]
+    start, first_reph = len(self.stream), len(self.enc["reph"]["ans"])
+    for split, recs in (("stream", records), ("reph", reph)):
+      enc = self._encode(recs)
+      q = np.asarray(self.query_map(self._queries(enc)))
+      self.enc[split] = _concat_encoded(self.enc[split], enc)
+      self.queries[split] = np.concatenate([self.queries[split], q])
+      self.base[split] = drafts_lib.Drafts(*(np.concatenate(x) for x in zip(
+          self.base[split], self._base_drafts(q, enc))))
+    self.q_stream = self.queries["stream"]
+    for r in records:
+      n = min(len(r.rephrases), NUM_REPHRASES)
+      self.reph_rows.append(np.arange(first_reph, first_reph + n))
+      first_reph += n
+    self.stream += records
+    return np.arange(start, len(self.stream))
+
+  def predict(self, bank, texts: Sequence[str]) -> list:
+    """The patched model's greedy continuations of `texts` (prompts), up to
+    `max_answer_tokens` tokens, stripped."""
+    texts = list(texts)
+    if not texts:
+      return []
+    enc = encode(self.tokenizer, texts, ["x"] * len(texts), 1)
+    k = self.max_answer_tokens
+    fn = llama.greedy_fn(self.model, k)
+    out = [None] * len(texts)
+    plen = enc["prompt_len"]
+    for part, width in common.length_batches(plen, DECODE_BATCH):
+      ids = common.take_batch(enc["ids"], part, width, DECODE_BATCH)
+      lens = np.ones(DECODE_BATCH, np.int32)
+      lens[:len(part)] = plen[part]
+      got = np.asarray(fn(self.params, bank, self.query_map, ids, lens))
+      for j, row in zip(part, got):
+        out[j] = self.tokenizer.decode(row.tolist(),
+                                       skip_special_tokens=True).strip()
     return out
 
   # -- what the stream asks --------------------------------------------------
@@ -406,6 +452,14 @@ class LMFactsRuntime:
       return float("nan")
     return float(np.mean(self._correct(bank, self.q_stream,
                                        self.enc["stream"], idxs)))
+
+
+def _concat_encoded(a: Encoded, b: Encoded) -> Encoded:
+  """Rows of b after those of a (token arrays padded to a common width)."""
+  width = max(a["ids"].shape[1], b["ids"].shape[1])
+  pad = lambda x: np.pad(x, ((0, 0), (0, width - x.shape[1])))
+  return Encoded({k: (np.concatenate([pad(a[k]), pad(b[k])]) if k in (
+      "ids", "mask") else np.concatenate([a[k], b[k]])) for k in a})
 
 
 _make_edit_task = jax.jit(editor.make_edit_task,
