@@ -63,7 +63,9 @@ class Editor:
   `revert`, `save`, `load`, `export` (patcher_jax.export).
 
   Attributes:
-    task: "fever" (labels SUPPORTS / REFUTES) or "zsre" (free-text answers).
+    task: "fever" (labels SUPPORTS / REFUTES), "zsre" (free-text answers),
+      or "lm_complete" / "lm_chat" (a pretrained SmolLM2 completing prompts:
+      `target_new` is the wanted continuation; `from_task` only).
     config: the EditConfig (`configs.get(task, mode)` unless given).
     settings: the stream settings (`configs.stream_settings`).
     bank: the PatchBank.
@@ -101,7 +103,7 @@ class Editor:
     run.py does) with the task's train split as memory.
 
     Args:
-      task: "fever" or "zsre".
+      task: "fever", "zsre", "lm_complete" or "lm_chat".
       cache_dir: base-model cache (default $PATCHER_JAX_CACHE or
         ~/.cache/patcher_jax).
       mode: "fast" or "parity" (configs.get).
@@ -112,9 +114,14 @@ class Editor:
         saved banks, so `load` rebuilds the same memory).
       **kwargs: passed to the constructor (config, seed).
     """
+    _check_task(task)
+    if task in configs.LM_TASKS:
+      if memory_text is not None or memory_text_file is not None:
+        raise ValueError(f"{task}: memory_text is not supported for a "
+                         "pretrained LM")
+      return cls._from_lm(task, cache_dir, scale, **kwargs)
     from patcher_jax.data import load_benchmark  # pylint: disable=g-import-not-at-top
     from patcher_jax.models import base_cache, minilm  # pylint: disable=g-import-not-at-top
-    _check_task(task)
     bench = load_benchmark(task, scale=scale,
                            tokenizer=minilm.load_tokenizer(), max_len=32)
     base = base_cache.load_or_train_base(task, bench, cache_dir=cache_dir,
@@ -125,6 +132,29 @@ class Editor:
     return cls(task, base, runtime, mode=mode, source={
         "kind": "task", "task": task, "scale": scale, "cache_dir": cache_dir,
         **text_source}, **kwargs)
+
+  @classmethod
+  def _from_lm(cls, task: str, cache_dir: Optional[str], scale: str,
+               **kwargs):
+    """SmolLM2 (converted once, cached) with the task's train facts as
+    memory: `target_new` edits of a pretrained decoder-only LM."""
+    from patcher_jax import tasks  # pylint: disable=g-import-not-at-top
+    from patcher_jax.data.geo import prompts  # pylint: disable=g-import-not-at-top
+    from patcher_jax.models import smollm2  # pylint: disable=g-import-not-at-top
+    from patcher_jax.tasks.lm_facts import LMFactsRuntime  # pylint: disable=g-import-not-at-top
+    lm = smollm2.load(cache_dir, log=None)
+    limits = {**tasks.LM_LIMITS, "edit": 0, "test": 0}
+    bench = prompts.lm_benchmark(task[len("lm_"):],
+                                 prompts.tokenizer_chat(lm.tokenizer), scale,
+                                 0, limits)
+    runtime = LMFactsRuntime(
+        lm.model, lm.params, lm.tokenizer, [], [], [], list(bench.train),
+        list(bench.val), cache_dir=(os.path.join(lm.path, "runtime")
+                                    if lm.path else None),
+        log=None, **configs.runtime_settings(task))
+    return cls(task, lm, runtime, source={
+        "kind": "task", "task": task, "scale": scale,
+        "cache_dir": cache_dir}, **kwargs)
 
   @classmethod
   def from_pretrained(cls, model_dir: str, task: str, *,
@@ -152,6 +182,9 @@ class Editor:
         (as `from_task`).
     """
     _check_task(task)
+    if task in configs.LM_TASKS:
+      raise ValueError(f"{task}: the pretrained LM comes with the package; "
+                       "use Editor.from_task")
     base = _load_model(model_dir, task)
     if memory_file is not None:
       from patcher_jax.data import read_kilt_jsonl  # pylint: disable=g-import-not-at-top
@@ -307,6 +340,10 @@ class Editor:
   def export(self, out_dir: str) -> str:
     """A standard transformers checkpoint of the patched model (see
     patcher_jax.export)."""
+    if self.task in configs.LM_TASKS:
+      raise NotImplementedError(
+          f"{self.task}: a Llama checkpoint has no place for GELU neurons "
+          "with biases (BUILD.md, Decoder-only); save() the bank instead")
     from patcher_jax import export as export_lib  # pylint: disable=g-import-not-at-top
     return export_lib.export(self, out_dir)
 
@@ -325,8 +362,9 @@ def append_rows(memory: memory_lib.Memory, rows) -> memory_lib.Memory:
 
 
 def _check_task(task: str) -> None:
-  if task not in TASKS:
-    raise ValueError(f"unknown task {task!r} (expected one of {TASKS})")
+  if task not in TASKS + configs.LM_TASKS:
+    raise ValueError(f"unknown task {task!r} (expected one of "
+                     f"{TASKS + configs.LM_TASKS})")
 
 
 def _per_request(values, n: int, name: str) -> List[List[str]]:

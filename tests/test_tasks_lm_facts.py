@@ -243,3 +243,38 @@ def test_requests_join_an_empty_stream(runtime):
                          [rt.stream[j].input for j in right])
   for j, text in zip(right, got):
     assert len(text) == 4 and text.startswith(rt.stream[j].answers[0])
+
+
+def test_editor_makes_target_new_edits_on_a_causal_lm(runtime):
+  """The Editor on a (tiny) causal LM: a counterfactual target_new edit is
+  reliable when the editor says so, predict shows it, revert undoes it."""
+  import patcher_jax as pj  # pylint: disable=g-import-not-at-top
+  from patcher_jax import configs  # pylint: disable=g-import-not-at-top
+  from patcher_jax.models.smollm2 import LoadedLM  # pylint: disable=g-import-not-at-top
+  rt = runtime
+  class Tok(CharTokenizer):
+    def decode(self, ids, skip_special_tokens=False):
+      del skip_special_tokens
+      return super().decode(ids)
+  fresh = lm_facts.LMFactsRuntime(
+      rt.model, rt.params, Tok(), [], [], [],
+      _records(np.random.default_rng(0), 16, "m"),
+      _records(np.random.default_rng(1), 4, "v"), max_answer_tokens=4,
+      batch_size=8, log=None)
+  base = LoadedLM(rt.model, rt.params, Tok(), rt.model.config)
+  ed = pj.Editor("lm_complete", base, fresh,
+                 config=configs.get("lm_complete", max_steps=300))
+  prompt = rt.stream[1].input
+  before = ed.predict([prompt])[0]
+  target = "".join(chr(55 + 3 + (ord(c) % 58 + 7) % 58) for c in "zq")
+  out = ed.edit(prompts=[prompt], target_new=[target],
+                rephrase_prompts=[["a " + prompt]],
+                locality_inputs={"x": {"prompt": [rt.stream[2].input]}})[0]
+  assert out["pre"]["reliability"] == 0.0 and out["edited"]
+  assert out["post"]["reliability"] == 1.0
+  assert ed.predict([prompt])[0].startswith(target)
+  assert out["post"]["locality"] in (0.0, 1.0)
+  ed.revert(out["edit_id"])
+  assert ed.predict([prompt])[0] == before
+  with pytest.raises(NotImplementedError, match="save"):
+    ed.export("/nonexistent")
