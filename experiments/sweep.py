@@ -34,6 +34,8 @@ flags.DEFINE_integer("seed", 0, "Stream seed.")
 flags.DEFINE_string("json", None, "Write the table here.")
 flags.DEFINE_float("whiten", None, "lm_* tasks: whiten the queries (the "
                    "runtime's query map, adapters/llama.fit_query_map).")
+flags.DEFINE_string("neuron_act", None, "lm_* tasks: the neurons' "
+                    "activation (gelu / relu).")
 
 
 POOL_KEYS = {"pool": int, "word_drop": float, "pool_dropout": bool,
@@ -76,7 +78,7 @@ def _runtime(tasks):
         FLAGS.task, smollm2.load(FLAGS.cache_dir), scale="full",
         seed=FLAGS.seed, train_sub_size=FLAGS.train_sub_size,
         memory_size=FLAGS.memory_size, num_edits=FLAGS.num_edits,
-        whiten=FLAGS.whiten)
+        whiten=FLAGS.whiten, neuron_act=FLAGS.neuron_act)
   from patcher_jax.data import load_benchmark  # pylint: disable=g-import-not-at-top
   from patcher_jax.models import base_cache  # pylint: disable=g-import-not-at-top
   bench = load_benchmark(FLAGS.task)

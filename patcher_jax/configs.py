@@ -168,8 +168,9 @@ def stream_settings(task: str, mode: str = "fast",
 # How the lm_* runtimes (tasks/lm_facts.py) see the residual stream and draw
 # an edit's pool: `whiten` (None: centre and scale only; w: ZCA whitening
 # regularised by w times the mean eigenvalue, adapters/llama.fit_query_map)
-# and `word_drop` (the pool hides each prompt word with this probability).
-LM_RUNTIME = dict(whiten=None, word_drop=0.25)
+# `word_drop` (the pool hides each prompt word with this probability) and
+# `neuron_act` ("gelu" or "relu", adapters/llama.ACTIVATIONS).
+LM_RUNTIME = dict(whiten=None, word_drop=0.25, neuron_act="gelu")
 
 
 def runtime_settings(task: str, **overrides) -> Dict[str, Any]:

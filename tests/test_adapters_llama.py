@@ -50,18 +50,21 @@ def test_empty_or_zero_bank_changes_nothing(tiny):
   chex.assert_trees_all_equal(plain, zeroed)
 
 
-@pytest.mark.parametrize("whiten", [None, 0.05])
-def test_tail_equals_patched_model(tiny, whiten):
+@pytest.mark.parametrize("whiten,act", [(None, "gelu"), (0.05, "gelu"),
+                                        (None, "relu")])
+def test_tail_equals_patched_model(tiny, whiten, act):
   model, params, cfg, h, qmap = tiny
   if whiten is not None:
     qmap = llama.fit_query_map(h.reshape(-1, h.shape[-1]), whiten)
   q = qmap(h)
   bank = _bank(q.reshape(-1, cfg.hidden_size), np.random.default_rng(1))
-  full = llama.forward(model, params, IDS, MASK, bank=bank, query_map=qmap)[0]
+  full = llama.forward(model, params, IDS, MASK, bank=bank, query_map=qmap,
+                       act=act)[0]
   assert float(jnp.abs(full - llama.forward(model, params, IDS, MASK)[0]
                        ).max()) > 0.1   # the bank matters
-  tail = llama.make_tail(cfg, params, qmap)
-  got = tail_lib.tail_logits(tail, q, patch_lib.bank_output(bank, q),
+  tail = llama.make_tail(cfg, params, qmap, act=act)
+  got = tail_lib.tail_logits(tail, q, patch_lib.bank_output(bank, q,
+                                                            tail.act),
                              jax.random.PRNGKey(0))
   np.testing.assert_allclose(got, full, atol=2e-4, rtol=2e-4)
   # the unpatched tail too, and the queries do not depend on the bank

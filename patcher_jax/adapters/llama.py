@@ -93,6 +93,11 @@ def fit_query_map(h_rows, whiten: Optional[float] = None) -> QueryMap:
   return QueryMap(center, (evecs / root) @ evecs.T, (evecs * root) @ evecs.T)
 
 
+# The neurons' activation: "gelu" (as BERT/BART patches) or "relu" (exactly
+# silent below zero: no leak onto inputs the memory loss pushed negative).
+ACTIVATIONS = {"gelu": patch_lib.gelu, "relu": jax.nn.relu}
+
+
 def layer_index(config, layer: Optional[int] = None) -> int:
   n = config.num_hidden_layers
   layer = n - 1 if layer is None else layer
@@ -120,7 +125,7 @@ def _fused_objective(head, hidden, targets, mask, margin):
 
 
 def make_tail(config, params, query_map: Optional[QueryMap] = None,
-              layer: Optional[int] = None) -> tail_lib.Tail:
+              layer: Optional[int] = None, act: str = "gelu") -> tail_lib.Tail:
   """The frozen top of a Llama from the patched layer's MLP block input (the
   query: `query_map` of the residual h; default identity)."""
   if config.hidden_act != "silu":
@@ -145,7 +150,7 @@ def make_tail(config, params, query_map: Optional[QueryMap] = None,
   return tail_lib.Tail(
       ffn=ffn, head=head, head_fn=_tied_head,
       loss_fn=objectives.seq2seq_loss, wrong_fn=objectives.argmax_wrong,
-      norm_eps=config.rms_norm_eps, act=patch_lib.gelu,
+      norm_eps=config.rms_norm_eps, act=ACTIVATIONS[act],
       objective_fn=_fused_objective, layout="pre_rms")
 
 
@@ -156,13 +161,13 @@ def head_norm(tail: tail_lib.Tail) -> float:
 
 def forward(model, params, input_ids, attention_mask, *, bank=None,
             query_map: Optional[QueryMap] = None,
-            layer: Optional[int] = None):
+            layer: Optional[int] = None, act: str = "gelu"):
   """Full forward: (logits [B, T, V], residuals h [B, T, d]); right padding.
-  The bank sees `query_map(h)` (identity if None)."""
+  The bank sees `query_map(h)` (identity if None); its neurons use `act`."""
   delta_fn = None
   if bank is not None:
     qm = query_map or identity_map(model.config.hidden_size)
-    delta_fn = lambda h: patch_lib.bank_output(bank, qm(h), patch_lib.gelu)
+    delta_fn = lambda h: patch_lib.bank_output(bank, qm(h), ACTIVATIONS[act])
   with rope_scope(model.config):
     out, captured = run_with_patch(
         lambda: model(input_ids, attention_mask, params=params),
@@ -196,7 +201,8 @@ def hidden_word_residuals(model, params, input_ids, attention_mask,
 
 
 @functools.lru_cache(maxsize=8)
-def greedy_fn(model, max_new_tokens: int, layer: Optional[int] = None):
+def greedy_fn(model, max_new_tokens: int, layer: Optional[int] = None,
+              act: str = "gelu"):
   """jit(fn(params, bank, query_map, ids [B, W], lengths [B])
   -> [B, max_new_tokens]):
   greedy continuation of right-padded prompts by the patched model.
@@ -216,7 +222,7 @@ def greedy_fn(model, max_new_tokens: int, layer: Optional[int] = None):
 
     def step(t, buf):
       logits, _ = forward(model, params, buf, mask, bank=bank,
-                          query_map=query_map, layer=layer)
+                          query_map=query_map, layer=layer, act=act)
       nxt = jnp.argmax(logits[rows, lengths - 1 + t], axis=-1)
       return buf.at[rows, lengths + t].set(nxt.astype(buf.dtype))
 

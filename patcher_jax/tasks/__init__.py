@@ -28,7 +28,7 @@ LM_MODELS = ("smollm2",)
 # forward of the 135M model, so the retention sets are smaller than zsRE's.
 # The stream is cut to what `num_edits` edits need (the base model gets ~95%
 # of these facts wrong; see build_lm_runtime).
-LM_LIMITS = {"train": 1500, "val": 150, "test": 500}
+LM_LIMITS = {"train": 6000, "val": 150, "test": 500}
 
 
 def edit_config(task: str, mode: str = "fast", **overrides):

@@ -131,6 +131,7 @@ class LMFactsRuntime:
                memory: Sequence[Record], val: Sequence[Record], *,
                max_answer_tokens: int = 12, batch_size: int = 32,
                whiten: Optional[float] = None, word_drop: float = 0.25,
+               neuron_act: str = "gelu",
                cache_dir: Optional[str] = None, log=print):
     self.model, self.params, self.tokenizer = model, params, tokenizer
     self.dim = model.config.hidden_size
@@ -158,7 +159,9 @@ class LMFactsRuntime:
     # the patch sees the residuals centred and scaled (or whitened) by the
     # memory's statistics (adapters/llama.py): fixed for the run
     self.query_map = llama.fit_query_map(arrays["memory0"], whiten)
-    self.tail = llama.make_tail(model.config, params, self.query_map)
+    self.neuron_act = neuron_act
+    self.tail = llama.make_tail(model.config, params, self.query_map,
+                                act=neuron_act)
     self._head_norm = llama.head_norm(self.tail)
     qmap = lambda h: np.asarray(self.query_map(h))
     self.queries = {k: qmap(arrays[f"q_{k}"]) for k in splits}
@@ -269,7 +272,7 @@ class LMFactsRuntime:
     """Real greedy decoding of the patched model (near-ties only): does it
     start with `tokens` where `mask`?"""
     k = self.max_answer_tokens
-    fn = llama.greedy_fn(self.model, k)
+    fn = llama.greedy_fn(self.model, k, act=self.neuron_act)
     out = np.zeros(len(rows), bool)
     plen = enc["prompt_len"][rows]
     for part, width in common.length_batches(plen, DECODE_BATCH):
@@ -314,7 +317,7 @@ class LMFactsRuntime:
       return []
     enc = encode(self.tokenizer, texts, ["x"] * len(texts), 1)
     k = self.max_answer_tokens
-    fn = llama.greedy_fn(self.model, k)
+    fn = llama.greedy_fn(self.model, k, act=self.neuron_act)
     out = [None] * len(texts)
     plen = enc["prompt_len"]
     for part, width in common.length_batches(plen, DECODE_BATCH):
