@@ -76,6 +76,10 @@ flags.DEFINE_integer("pool", None, "Fast mode: dropout samples of each edit "
                      "input whose pre-activations join the activation and "
                      "memory losses (more generality; 0: none, the earlier "
                      "fast mode). Default: the task's (configs).")
+flags.DEFINE_integer("subject_negatives", None, "zsRE: questions per other "
+                     "relation asking about the edit's subject (read from a "
+                     "geo record) whose rows join the memory before its "
+                     "edit; 0: none (default: the mode's).")
 flags.DEFINE_integer("num_processes", 1, "Processes in a distributed run.")
 flags.DEFINE_integer("process_id", 0, "This process's index.")
 
@@ -173,6 +177,8 @@ def _check_flags():
   elif FLAGS.pool is not None and (FLAGS.mode != "fast" or FLAGS.pool < 0):
     problem = ("--pool: a sample count >= 0, in fast mode only (parity "
                "draws the reference's noisy copies itself)")
+  elif FLAGS.subject_negatives is not None and FLAGS.subject_negatives < 0:
+    problem = "--subject_negatives: a question count >= 0"
   if problem:
     print(f"error: flags: {problem}", file=sys.stderr)
     sys.exit(2)
@@ -268,7 +274,8 @@ def main(argv):
       num_edits=FLAGS.num_edits, num_folds=FLAGS.num_folds, seed=FLAGS.seed,
       **configs.stream_settings(FLAGS.task, FLAGS.mode,
                                 max_neurons=FLAGS.max_neurons,
-                                noise_samples=FLAGS.pool),
+                                noise_samples=FLAGS.pool,
+                                subject_negatives=FLAGS.subject_negatives),
       checkpoint_every=FLAGS.checkpoint_every, curve_every=curve_every)
   bar = _progress(FLAGS.num_edits * FLAGS.num_folds)
   done = {"n": 0, "ok": 0, "t0": time.perf_counter()}
@@ -306,6 +313,7 @@ def main(argv):
             "memory_text": FLAGS.memory_text and {
                 "file": FLAGS.memory_text, "inputs": len(texts)},
             "memory_rows": int(len(runtime.memory0)),
+            "subject_negatives": config.subject_negatives,
             "setup_time_s": {"base": round(t_base - t_start, 1),
                              "queries": round(t_queries - t_base, 1)}}
   if hasattr(runtime, "counts"):   # answers read off drafts vs decoded

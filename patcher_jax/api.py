@@ -239,6 +239,11 @@ class Editor:
                                     self.settings["noise_samples"],
                                     self.settings["max_neurons"])
     neurons, steps, success = 0, 0, None
+    negatives = self.settings.get("subject_negatives", 0)
+    if task is not None and negatives and hasattr(self.runtime,
+                                                  "negative_rows"):
+      # the subject asked otherwise: memory before the edit (as a stream)
+      self._remember(self.runtime.negative_rows(i, negatives))
     if task is not None:
       self.bank = patch_lib.ensure_capacity(self.bank,
                                             task.neuron_mask.shape[-1])

@@ -63,10 +63,13 @@ TASK_MODE = {("zsre", "fast"): dict(edit_margin=4.0, pool_alpha=True),
 # reference keeps the first 5, fast mode covers every wrong token of the
 # answers here (long answers failed at 5). A runtime may cap it lower
 # (FEVER: 1).
+# subject_negatives: questions per other relation that ask about the edit's
+# subject (data/geo/negatives.py) and join the memory before its edit; 0:
+# none (the reference has none).
 STREAM = {"fast": dict(noise_samples=0, reference_memory=False,
-                       max_neurons=16),
+                       max_neurons=16, subject_negatives=0),
           "parity": dict(noise_samples=64, reference_memory=True,
-                         max_neurons=5)}
+                         max_neurons=5, subject_negatives=0)}
 
 
 # Stream settings of a task in one mode (over STREAM): the pool above.
