@@ -66,10 +66,14 @@ TASK_MODE = {("zsre", "fast"): dict(edit_margin=4.0, pool_alpha=True),
 # subject_negatives: questions per other relation that ask about the edit's
 # subject (data/geo/negatives.py) and join the memory before its edit; 0:
 # none (the reference has none).
+# negatives_in_memory: they stay in memory for later edits (else they are
+# the edit's own, held below EditConfig.negative_beta).
 STREAM = {"fast": dict(noise_samples=0, reference_memory=False,
-                       max_neurons=16, subject_negatives=0),
+                       max_neurons=16, subject_negatives=0,
+                       negatives_in_memory=True),
           "parity": dict(noise_samples=64, reference_memory=True,
-                         max_neurons=5, subject_negatives=0)}
+                         max_neurons=5, subject_negatives=0,
+                         negatives_in_memory=True)}
 
 
 # Stream settings of a task in one mode (over STREAM): the pool above.

@@ -46,6 +46,10 @@ class StreamConfig(NamedTuple):
                                    # edit's subject that join the memory
                                    # before its edit (0: none; runtimes
                                    # with `negative_rows`)
+  negatives_in_memory: bool = True  # ... and stay there for later edits;
+                                   # False: they are the edit's own
+                                   # (EditTask.negatives, held below
+                                   # EditConfig.negative_beta) and no more
   checkpoint_every: int = 10       # rounds between checkpoints (0: never)
   curve_every: int = 0             # rounds between curve points (0: never)
   curve_size: int = 200            # records per retention curve point
@@ -239,8 +243,11 @@ def run(runtime, edit_config: editor.EditConfig, config: StreamConfig, *,
       break
     if config.subject_negatives:
       with timings.phase("negatives"):
-        state = _drop_edited(state, runtime, picks, prog)
-        state = _append_negatives(state, runtime, picks, prog, config)
+        if config.negatives_in_memory:
+          state = _drop_edited(state, runtime, picks, prog)
+          state = _append_negatives(state, runtime, picks, prog, config)
+        else:
+          picks = _attach_negatives(runtime, picks, config)
     with timings.phase("edit"):
       state, stats, edit_s = _edit_round(ctx, state, prog, picks)
     with timings.phase("after_edit"):
@@ -637,6 +644,27 @@ def _append_negatives(state: FoldState, runtime, picks, prog: Progress,
           [int(starts[0][slot]) + a, int(starts[0][slot]) + b,
            int(starts[1][slot]) + a, int(starts[1][slot]) + b])
   return state
+
+
+def _attach_negatives(runtime, picks, config: StreamConfig):
+  """Picks whose tasks carry their record's subject negatives (rows padded
+  to one multiple of 8 for all folds: a few shapes, a few compiles)."""
+  if not hasattr(runtime, "negative_rows"):
+    return picks
+  rows = [None if p is None else np.asarray(runtime.negative_rows(
+      p[0], config.subject_negatives)[0], np.float32) for p in picks]
+  k = max(8, -(-max(len(r) for r in rows if r is not None) // 8) * 8)
+  out = []
+  for pick, r in zip(picks, rows):
+    if pick is None:
+      out.append(None)
+      continue
+    buf = np.zeros((k, runtime.dim), np.float32)
+    buf[:len(r)] = r
+    out.append((pick[0], pick[1]._replace(
+        negatives=jnp.asarray(buf),
+        negatives_mask=jnp.asarray(np.arange(k) < len(r)))))
+  return out
 
 
 def _runs(labels: Sequence[str]) -> Dict[str, tuple]:

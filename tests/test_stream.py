@@ -239,11 +239,13 @@ class _WithNegatives:
     return rows, questions
 
 
-def _negatives_run(runtime, tmp_path=None, on_edit=None, resume=False):
+def _negatives_run(runtime, tmp_path=None, on_edit=None, resume=False,
+                   in_memory=True):
   order = stream.fold_orders(len(runtime.stream), 1, 0)[0]
   wrapped = _WithNegatives(runtime, order)
   cfg = stream.StreamConfig(num_edits=5, seed=0, checkpoint_every=1,
-                            subject_negatives=1)
+                            subject_negatives=1,
+                            negatives_in_memory=in_memory)
   out = stream.run(wrapped, pj.fast_config(max_steps=300), cfg,
                    checkpoint_dir=str(tmp_path) if tmp_path else None,
                    on_edit=on_edit, resume=resume, log=lambda *_: None)
@@ -295,3 +297,12 @@ def test_subject_negatives_change_the_edits_and_resume_exactly(runtime,
   strip = lambda recs: [{k: v for k, v in r.items() if k != "edit_time_s"}
                         for r in recs]
   assert strip(resumed["records"]) == strip(full["records"])
+
+
+def test_subject_negatives_of_the_edit_only_leave_memory_alone(runtime):
+  wrapped, own = _negatives_run(runtime, in_memory=False)
+  plain = _run(runtime, num_edits=5)
+  assert len(wrapped.made) == 3 * len(own["records"])
+  for name in ("memory", "val_memory"):
+    a, b = getattr(own["state"], name), getattr(plain["state"], name)
+    assert int(a.size[0]) == int(b.size[0])
