@@ -79,7 +79,8 @@ flags.DEFINE_integer("pool", None, "Fast mode: dropout samples of each edit "
 flags.DEFINE_integer("subject_negatives", None, "zsRE: questions per other "
                      "relation asking about the edit's subject (read from a "
                      "geo record) whose rows join the memory before its "
-                     "edit; 0: none (default: the mode's).")
+                     "edit; 0: none. Default: the task and mode's (zsRE "
+                     "fast: 1).")
 flags.DEFINE_bool("negatives_in_memory", None, "The subject negatives stay "
                   "in memory for later edits (else only the edit's own, held "
                   "below --negative_beta). Default: the mode's.")

@@ -48,7 +48,8 @@ def test_stream_settings():
       subject_negatives=0, negatives_in_memory=True)
   assert configs.stream_settings("zsre") == dict(
       noise_samples=16, reference_memory=False, max_neurons=16,
-      subject_negatives=0, negatives_in_memory=True)
+      subject_negatives=1, negatives_in_memory=True)
+  assert configs.stream_settings("fever")["subject_negatives"] == 0
   assert configs.stream_settings("zsre", max_neurons=None)["max_neurons"] == 16
   assert configs.stream_settings("zsre", max_neurons=3)["max_neurons"] == 3
 
