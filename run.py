@@ -76,6 +76,16 @@ flags.DEFINE_integer("pool", None, "Fast mode: dropout samples of each edit "
                      "input whose pre-activations join the activation and "
                      "memory losses (more generality; 0: none, the earlier "
                      "fast mode). Default: the task's (configs).")
+flags.DEFINE_integer("subject_negatives", None, "zsRE: questions per other "
+                     "relation asking about the edit's subject (read from a "
+                     "geo record) whose rows join the memory before its "
+                     "edit; 0: none. Default: the task and mode's (zsRE "
+                     "fast: 1).")
+flags.DEFINE_bool("negatives_in_memory", None, "The subject negatives stay "
+                  "in memory for later edits (else only the edit's own, held "
+                  "below --negative_beta). Default: the mode's.")
+flags.DEFINE_float("negative_beta", None, "Pre-activation bound of an edit's "
+                   "own subject negatives (EditConfig.negative_beta).")
 flags.DEFINE_integer("num_processes", 1, "Processes in a distributed run.")
 flags.DEFINE_integer("process_id", 0, "This process's index.")
 
@@ -173,6 +183,8 @@ def _check_flags():
   elif FLAGS.pool is not None and (FLAGS.mode != "fast" or FLAGS.pool < 0):
     problem = ("--pool: a sample count >= 0, in fast mode only (parity "
                "draws the reference's noisy copies itself)")
+  elif FLAGS.subject_negatives is not None and FLAGS.subject_negatives < 0:
+    problem = "--subject_negatives: a question count >= 0"
   if problem:
     print(f"error: flags: {problem}", file=sys.stderr)
     sys.exit(2)
@@ -262,13 +274,16 @@ def main(argv):
 
   pool = {} if FLAGS.pool is None else {"pool_alpha": FLAGS.pool > 0}
   edit_config = configs.get(FLAGS.task, FLAGS.mode,
-                            keep_failed=FLAGS.keep_failed, **pool)
+                            keep_failed=FLAGS.keep_failed,
+                            negative_beta=FLAGS.negative_beta, **pool)
   curve_every = FLAGS.curve_every or max(1, FLAGS.num_edits // 10)
   config = stream.StreamConfig(
       num_edits=FLAGS.num_edits, num_folds=FLAGS.num_folds, seed=FLAGS.seed,
       **configs.stream_settings(FLAGS.task, FLAGS.mode,
                                 max_neurons=FLAGS.max_neurons,
-                                noise_samples=FLAGS.pool),
+                                noise_samples=FLAGS.pool,
+                                subject_negatives=FLAGS.subject_negatives,
+                                negatives_in_memory=FLAGS.negatives_in_memory),
       checkpoint_every=FLAGS.checkpoint_every, curve_every=curve_every)
   bar = _progress(FLAGS.num_edits * FLAGS.num_folds)
   done = {"n": 0, "ok": 0, "t0": time.perf_counter()}
@@ -306,6 +321,9 @@ def main(argv):
             "memory_text": FLAGS.memory_text and {
                 "file": FLAGS.memory_text, "inputs": len(texts)},
             "memory_rows": int(len(runtime.memory0)),
+            "subject_negatives": config.subject_negatives,
+            "negatives_in_memory": config.negatives_in_memory,
+            "negative_beta": edit_config.negative_beta,
             "setup_time_s": {"base": round(t_base - t_start, 1),
                              "queries": round(t_queries - t_base, 1)}}
   if hasattr(runtime, "counts"):   # answers read off drafts vs decoded

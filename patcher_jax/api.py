@@ -272,6 +272,20 @@ class Editor:
                                     self.settings["noise_samples"],
                                     self.settings["max_neurons"])
     neurons, steps, success = 0, 0, None
+    negatives = self.settings.get("subject_negatives", 0)
+    if task is not None and negatives and hasattr(self.runtime,
+                                                  "negative_rows"):
+      # the subject asked otherwise (as a stream does; an API edit never
+      # drops an earlier negative it overrides)
+      rows = np.asarray(self.runtime.negative_rows(i, negatives)[0],
+                        np.float32)
+      if self.settings.get("negatives_in_memory", True):
+        self._remember(rows)
+      else:
+        k = max(8, -(-len(rows) // 8) * 8)
+        task = task._replace(
+            negatives=jnp.asarray(np.pad(rows, ((0, k - len(rows)), (0, 0)))),
+            negatives_mask=jnp.arange(k) < len(rows))
     if task is not None:
       self.bank = patch_lib.ensure_capacity(self.bank,
                                             task.neuron_mask.shape[-1])

@@ -89,6 +89,9 @@ class EditConfig(NamedTuple):
                                   # variants of the edit, at no head cost
   pool_stop: bool = False         # ... and the margins stop rule asks the
                                   # pool's pre-activations to hold them too
+  negative_beta: float = -3.0     # a task's own negatives (EditTask
+                                  # .negatives): pre-activations held below
+                                  # this (a term like l_m2, same weight)
 
 
 class EditTask(NamedTuple):
@@ -103,6 +106,10 @@ class EditTask(NamedTuple):
     target_mask: [P] bool, positions that count.
     neuron_pos: [n] int32, the position each new neuron is responsible for.
     neuron_mask: [n] bool, prefix mask of the neurons in use.
+    negatives: [K, d] or None: queries only this edit's neurons must stay
+      silent on (below `EditConfig.negative_beta`), e.g. its subject asked
+      about otherwise (data/geo/negatives.py).
+    negatives_mask: [K] bool, the rows of `negatives` in use.
   """
   queries: chex.Array
   noisy_queries: chex.Array
@@ -112,6 +119,8 @@ class EditTask(NamedTuple):
   target_mask: chex.Array
   neuron_pos: chex.Array
   neuron_mask: chex.Array
+  negatives: Optional[chex.Array] = None
+  negatives_mask: Optional[chex.Array] = None
 
 
 class EditState(NamedTuple):
@@ -133,6 +142,8 @@ class LossParts(NamedTuple):
   unsure: chex.Array       # [B, P] wrong or right by less than edit_margin
   min_alpha: chex.Array    # smallest edit pre-activation
   max_h: chex.Array        # largest memory pre-activation
+  negative_over: chex.Array  # largest task-negative pre-activation minus
+                             # negative_beta (-inf: none)
 
 
 class EditStats(NamedTuple):
@@ -346,23 +357,31 @@ def _edit_terms(neurons, tail, task, rng, config, train, full) -> _EditTerms:
 
 def _memory_terms(neurons: Neurons, task: EditTask, memory: Memory,
                   terms: _EditTerms, config: EditConfig):
-  """(l_m1, l_m2, largest memory pre-activation) on each neuron's top rows."""
+  """(l_m1, l_m2, largest memory pre-activation, `negative_over`) on each
+  neuron's top rows; the task's own negatives add their term to l_m2."""
   top, top_mask = memory_lib.top_pre_activations(
       memory, neurons.keys, neurons.biases, max(config.mem_k1, config.mem_k2))
   top_mask = top_mask & task.neuron_mask[:, None]
   mem1, mem2 = losses.memory_loss_top(
       top, top_mask, terms.alpha, terms.alpha_mask, k1=config.mem_k1,
       k2=config.mem_k2, gamma=config.gamma, beta=config.beta)
-  return mem1, mem2, jnp.max(jnp.where(top_mask, top, -jnp.inf))
+  over = jnp.asarray(-jnp.inf, mem2.dtype)
+  if task.negatives is not None:
+    h = task.negatives @ neurons.keys.T + neurons.biases          # [K, n]
+    mask = task.negatives_mask[:, None] & task.neuron_mask[None, :]
+    excess = jnp.where(mask, h - config.negative_beta, -jnp.inf)
+    mem2 = mem2 + jnp.sum(jnp.exp(excess)) / jnp.maximum(jnp.sum(mask), 1)
+    over = jnp.max(excess)
+  return mem1, mem2, jnp.max(jnp.where(top_mask, top, -jnp.inf)), over
 
 
-def _combine(terms: _EditTerms, mem1, mem2, max_h,
+def _combine(terms: _EditTerms, mem1, mem2, max_h, negative_over,
              config: EditConfig) -> LossParts:
   total = terms.edit + config.act_weight * terms.act + config.mem_weight * (
       mem1 + mem2)
   min_alpha = jnp.min(jnp.where(terms.stop_mask, terms.stop_alpha, jnp.inf))
   return LossParts(total, terms.edit, terms.act, mem1, mem2, terms.wrong,
-                   terms.unsure, min_alpha, max_h)
+                   terms.unsure, min_alpha, max_h, negative_over)
 
 
 def loss_parts(neurons: Neurons, tail: Tail, task: EditTask, memory: Memory,
@@ -411,7 +430,8 @@ def patch_step(state: EditState, tail: Tail, task: EditTask, memory: Memory,
 def _memory_margins_ok(parts: LossParts, config: EditConfig) -> chex.Array:
   """The margins the memory loss asks for hold."""
   return ((parts.max_h < config.beta)
-          & (parts.min_alpha > parts.max_h + config.gamma))
+          & (parts.min_alpha > parts.max_h + config.gamma)
+          & (parts.negative_over < 0))
 
 
 def _margins_ok(parts: LossParts, config: EditConfig) -> chex.Array:
@@ -643,7 +663,7 @@ def edit(tail: Tail, bank: PatchBank, task: EditTask, memory: Memory,
     terms = _edit_terms(n, tail, task, r_eval, config, False, full)
     parts = _combine(terms, *_memory_terms(n, task, memory, terms, config),
                      config)
-    vm1, vm2, _ = _memory_terms(n, task, val_memory, terms, config)
+    vm1, vm2, _, _ = _memory_terms(n, task, val_memory, terms, config)
     return parts, vm1 + vm2
 
   def stop_now(parts):

@@ -12,6 +12,7 @@ with the same banks and metrics as an uninterrupted one (everything is a
 function of the seed and the saved state).
 """
 import functools
+import json
 import time
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
 
@@ -41,6 +42,14 @@ class StreamConfig(NamedTuple):
                                    # the reference keeps the first 5
   reference_memory: bool = False   # the reference's duplicated memory rows
   memory_copies: int = 8           # ... as many copies as it trains on
+  subject_negatives: int = 0       # questions per other relation of the
+                                   # edit's subject that join the memory
+                                   # before its edit (0: none; runtimes
+                                   # with `negative_rows`)
+  negatives_in_memory: bool = True  # ... and stay there for later edits;
+                                   # False: they are the edit's own
+                                   # (EditTask.negatives, held below
+                                   # EditConfig.negative_beta) and no more
   checkpoint_every: int = 10       # rounds between checkpoints (0: never)
   curve_every: int = 0             # rounds between curve points (0: never)
   curve_size: int = 200            # records per retention curve point
@@ -106,7 +115,8 @@ def init_fold_state(runtime, config: StreamConfig, rows_per_edit: int,
                                        * min(2, _neurons_per_edit(runtime,
                                                                   config))),
                              runtime.dim)
-  extra = config.num_edits * rows_per_edit
+  extra = config.num_edits * (rows_per_edit + _negative_rows_per_edit(
+      runtime, config))
   mem = memory_lib.init_memory(runtime.memory0,
                                _memory_capacity(len(runtime.memory0) + extra))
   val = memory_lib.init_memory(
@@ -127,6 +137,10 @@ class Progress(NamedTuple):
   records: List[Dict[str, Any]]
   skipped: List[Dict[str, Any]]
   curve: List[Dict[str, Any]]
+  # Per slot, the memory rows of subject negatives (`_append_negatives`):
+  # {"live": {question: [[start, stop, val start, val stop], ...]},
+  #  "dropped": [[start, stop, val start, val stop], ...]} (None: none yet)
+  negatives: Optional[List[Dict[str, Any]]] = None
 
 
 def _arrays(state: FoldState, runtime) -> Dict[str, Any]:
@@ -156,6 +170,7 @@ def _from_arrays(arrays: Dict[str, Any], runtime, config: StreamConfig,
                       ("val_memory", len(runtime.val_memory0))):
     mem = getattr(state, name)
     added, size = arrays[name]["added"], np.asarray(arrays[name]["size"])
+    mem = _room_for(mem, added.shape[1])   # the run's buffers had grown
     queries = np.array(mem.queries)
     queries[:, start:start + added.shape[1]] = added
     mask = np.arange(queries.shape[1])[None] < size[:, None]
@@ -226,6 +241,13 @@ def run(runtime, edit_config: editor.EditConfig, config: StreamConfig, *,
       picks = _pick_mistakes(ctx, state, prog)
     if all(p is None for p in picks):
       break
+    if config.subject_negatives:
+      with timings.phase("negatives"):
+        if config.negatives_in_memory:
+          state = _drop_edited(state, runtime, picks, prog)
+          state = _append_negatives(state, runtime, picks, prog, config)
+        else:
+          picks = _attach_negatives(runtime, picks, config)
     with timings.phase("edit"):
       state, stats, edit_s = _edit_round(ctx, state, prog, picks)
     with timings.phase("after_edit"):
@@ -264,7 +286,8 @@ def _start(runtime, edit_config, config, folds, checkpoint_dir, resume,
   n = len(folds)
   orders = fold_orders(len(runtime.stream), config.num_folds, config.seed)
   state = init_fold_state(runtime, config, _rows_per_edit(runtime, config), n)
-  prog = Progress(0, folds, [0] * n, [0] * n, [False] * n, [], [], [])
+  prog = Progress(0, folds, [0] * n, [0] * n, [False] * n, [], [], [],
+                  [_new_book() for _ in range(n)])
   mngr = ckpt_lib.manager(checkpoint_dir) if checkpoint_dir else None
   if mngr is not None and resume:
     restored = _restore(mngr, checkpoint_dir, folds, runtime, config, log)
@@ -292,6 +315,9 @@ def _restore(mngr, checkpoint_dir, folds, runtime, config, log):
                      f"{meta['folds']}, this run wants {folds}")
   state = _from_arrays(arrays, runtime, config, len(folds))
   prog = Progress(**meta)
+  if prog.negatives is None:    # saved before subject negatives existed
+    prog = prog._replace(negatives=[_new_book() for _ in folds])
+  state = _mask_rows(state, [book["dropped"] for book in prog.negatives])
   log(f"resumed after round {prog.rounds}: {sum(prog.edits)} edits")
   return state, prog
 
@@ -325,6 +351,10 @@ def _look_ahead(ctx: _Run, order, prog: Progress, slot: int) -> None:
   prefetch = getattr(ctx.runtime, "prefetch", None)
   if prefetch is not None:
     prefetch(order[cursor:cursor + ctx.config.prefetch])
+  negatives = getattr(ctx.runtime, "prefetch_negatives", None)
+  if negatives is not None and ctx.config.subject_negatives:
+    negatives(order[cursor:cursor + ctx.config.prefetch],
+              ctx.config.subject_negatives)
   pool = getattr(ctx.runtime, "prefetch_pool", None)
   start = cursor + 1     # the next search starts after this mistake
   for _ in range(POOLS_AHEAD if pool and ctx.config.noise_samples else 0):
@@ -457,6 +487,7 @@ def _maybe_checkpoint(ctx: _Run, state: FoldState, prog: Progress,
     # copies: the save is written in the background while the lists grow
     meta = {k: list(v) if isinstance(v, list) else v
             for k, v in prog._asdict().items()}
+    meta["negatives"] = json.loads(json.dumps(prog.negatives))  # deep
     ckpt_lib.save(ctx.manager, prog.rounds, _arrays(state, ctx.runtime), meta)
   if final:
     ckpt_lib.finish(ctx.manager)
@@ -572,12 +603,123 @@ def _append_memories(state: FoldState, runtime, picks,
       if not copies:
         r = memory_lib.deduplicate(r)
     per_pick.append(r)
-  width = _rows_per_edit(runtime, config)
+  return _append_rows(state, runtime, per_pick,
+                      _rows_per_edit(runtime, config))
+
+
+def _negative_rows_per_edit(runtime, config: StreamConfig) -> int:
+  """Room kept per edit for its subject negatives (a guess: ~2 questions a
+  template on zsRE, ~2.5 rows each; the buffers grow if it is short)."""
+  if not (config.subject_negatives and hasattr(runtime, "negative_rows")):
+    return 0
+  return 4 * config.subject_negatives
+
+
+def _new_book() -> Dict[str, Any]:
+  """Where a fold's subject negatives sit in its memories (Progress)."""
+  return {"live": {}, "dropped": []}
+
+
+def _append_negatives(state: FoldState, runtime, picks, prog: Progress,
+                      config: StreamConfig) -> FoldState:
+  """Before each fold's edit, the rows of its record's subject negatives
+  (`runtime.negative_rows`) join its memories: the edit's memory loss keeps
+  its neurons silent on them, and so does every later edit's. Where each
+  question's rows went is kept in the fold's book (`_drop_edited`)."""
+  if not hasattr(runtime, "negative_rows"):
+    return state
+  found = [(np.zeros((0, runtime.dim), np.float32), []) if pick is None
+           else runtime.negative_rows(pick[0], config.subject_negatives)
+           for pick in picks]
+  per_pick = [np.asarray(rows, np.float32) for rows, _ in found]
+  if not max(len(r) for r in per_pick):
+    return state
+  starts = [np.asarray(jax.device_get(m.size)).reshape(-1)
+            for m in (state.memory, state.val_memory)]
+  state = _append_rows(state, runtime, per_pick,
+                       max(8, _negative_rows_per_edit(runtime, config)))
+  for slot, (_, questions) in enumerate(found):
+    for question, (a, b) in _runs(questions).items():
+      prog.negatives[slot]["live"].setdefault(question, []).append(
+          [int(starts[0][slot]) + a, int(starts[0][slot]) + b,
+           int(starts[1][slot]) + a, int(starts[1][slot]) + b])
+  return state
+
+
+def _attach_negatives(runtime, picks, config: StreamConfig):
+  """Picks whose tasks carry their record's subject negatives (rows padded
+  to one multiple of 8 for all folds: a few shapes, a few compiles)."""
+  if not hasattr(runtime, "negative_rows"):
+    return picks
+  rows = [None if p is None else np.asarray(runtime.negative_rows(
+      p[0], config.subject_negatives)[0], np.float32) for p in picks]
+  k = max(8, -(-max(len(r) for r in rows if r is not None) // 8) * 8)
+  out = []
+  for pick, r in zip(picks, rows):
+    if pick is None:
+      out.append(None)
+      continue
+    buf = np.zeros((k, runtime.dim), np.float32)
+    buf[:len(r)] = r
+    out.append((pick[0], pick[1]._replace(
+        negatives=jnp.asarray(buf),
+        negatives_mask=jnp.asarray(np.arange(k) < len(r)))))
+  return out
+
+
+def _runs(labels: Sequence[str]) -> Dict[str, tuple]:
+  """{label: (first index, last index + 1)} of a list whose equal labels
+  are contiguous.
+
+  Example:
+    >>> _runs(["a", "a", "b"])
+    {'a': (0, 2), 'b': (2, 3)}
+  """
+  out = {}
+  for k, label in enumerate(labels):
+    out[label] = (out.get(label, (k, k))[0], k + 1)
+  return out
+
+
+def _drop_edited(state: FoldState, runtime, picks,
+                 prog: Progress) -> FoldState:
+  """A subject negative that is itself edited later stops being one: its
+  rows (the unedited answer's, whose first query is the edit's own) leave
+  the fold's memories before the edit, which could not hold otherwise."""
+  drops = []
+  for slot, pick in enumerate(picks):
+    book = prog.negatives[slot]
+    ranges = ([] if pick is None else
+              book["live"].pop(runtime.stream[pick[0]].input, []))
+    book["dropped"].extend(ranges)
+    drops.append(ranges)
+  return _mask_rows(state, drops) if any(drops) else state
+
+
+def _mask_rows(state: FoldState, drops) -> FoldState:
+  """Memory rows marked invalid: drops[slot] lists [start, stop, val start,
+  val stop] ranges of that fold."""
+  if not any(drops):
+    return state
+  masks = [np.array(m.mask) for m in (state.memory, state.val_memory)]
+  for slot, ranges in enumerate(drops):
+    for a, b, va, vb in ranges:
+      masks[0][slot, a:b] = False
+      masks[1][slot, va:vb] = False
+  new = [m._replace(mask=jax.device_put(jnp.asarray(k), m.mask.sharding))
+         for m, k in zip((state.memory, state.val_memory), masks)]
+  return state._replace(memory=new[0], val_memory=new[1])
+
+
+def _append_rows(state: FoldState, runtime, per_pick, width: int
+                 ) -> FoldState:
+  """Each fold's rows (per_pick[slot], [r, d]) join its memories, padded to
+  `width` rows (or the next multiple of 8 that holds the longest)."""
   longest = max(len(r) for r in per_pick)
   if longest > width:           # a few widths, a few compiles
     width = -(-longest // 8) * 8
-  rows = np.zeros((len(picks), width, runtime.dim), np.float32)
-  mask = np.zeros((len(picks), width), bool)
+  rows = np.zeros((len(per_pick), width, runtime.dim), np.float32)
+  mask = np.zeros((len(per_pick), width), bool)
   for slot, r in enumerate(per_pick):
     rows[slot, :len(r)] = r
     mask[slot, :len(r)] = True

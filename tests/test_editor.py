@@ -367,12 +367,15 @@ def test_fitted_values_make_the_fix_hold_by_the_margin(tiny_bart):
   t = tiny_bart
   q, tail, memory = _bart_edit_inputs(t)
   bank = pj.init_bank(8, 32)
-  task = pj.make_edit_task(tail, bank, q[0], t.labels[0],
-                           jnp.array([True, True, True, False, False]),
-                           max_neurons=5)
+  logits, _ = bart.forward(t.model, t.params, *t.batch())
+  right = jnp.argmax(logits[0], -1)       # targets the model already gets
   rng = jax.random.PRNGKey(0)
   reached = []
-  for margin in (0.0, 0.5, 50.0):
+  for targets, margin in ((t.labels[0], 0.0), (t.labels[0], 50.0),
+                          (right, 0.0)):
+    task = pj.make_edit_task(tail, bank, q[0], targets,
+                             jnp.array([True, True, True, False, False]),
+                             max_neurons=5)
     config = pj.fast_config(mem_weight=10.0, edit_margin=margin,
                             key_init="margins")
     plain = editor.initial_neurons(tail, task, rng, config, memory)
@@ -395,5 +398,40 @@ def test_fitted_values_make_the_fix_hold_by_the_margin(tiny_bart):
     pick = parts[int(np.argmin(np.abs(grid - scale)))]
     if bool(editor._margins_ok(pick, config)) and bool(  # pylint: disable=protected-access
         editor._success(pick)):  # pylint: disable=protected-access
-      assert int(stats.steps) == 0 and bool(stats.success)
-  assert reached == [True, True, False]   # both branches of the rule ran
+      assert int(stats.steps) == 0
+  assert not reached[1] and reached[2]    # both branches of the rule ran
+
+
+def test_task_negatives_are_held_below_their_bound(tiny_bart):
+  # An edit's own negatives (EditTask.negatives): queries near the edit's
+  # own, on which the new neuron fires without them; with them it is held
+  # below negative_beta (the margins rule waits for it), masked rows
+  # count for nothing, and the edit still holds.
+  t = tiny_bart
+  _, q = bart.forward(t.model, t.params, *t.batch())
+  tail = bart.make_tail(t.config, t.params)
+  memory = pj.init_memory(q[2:].reshape(-1, 32), 64)
+  bank = pj.init_bank(8, 32)
+  task = pj.make_edit_task(tail, bank, q[0], t.labels[0], jnp.ones(5, bool),
+                           max_neurons=5)
+  near = q[0] + 0.3 * (q[1] - q[0])          # [5, 32]: between two inputs
+  run = jax.jit(pj.edit, static_argnames="config")
+  config = pj.fast_config(mem_weight=10.0, max_steps=400, negative_beta=-1.0)
+
+  def top_on_near(task):
+    new_bank, stats = run(tail, bank, task, memory, memory,
+                          jax.random.PRNGKey(0), 0, config=config)
+    assert bool(stats.success), stats
+    n = int(new_bank.size)
+    h = near @ new_bank.keys[:n].T + new_bank.biases[:n]
+    return float(jnp.max(h)), stats
+
+  mask = jnp.ones(5, bool)
+  free, _ = top_on_near(task._replace(negatives=near,
+                                      negatives_mask=~mask))
+  held, stats = top_on_near(task._replace(negatives=near,
+                                          negatives_mask=mask))
+  assert free > config.negative_beta         # the test bites
+  assert held < free
+  if bool(stats.margins_ok):
+    assert held < config.negative_beta

@@ -213,3 +213,96 @@ def test_parity_memory_gets_8_copies_of_each_edit(runtime):
     np.testing.assert_array_equal(
         np.asarray(mem.queries[0, start:start + 16]), want)
     assert not np.asarray(mem.mask[0, start + 16:]).any()
+
+
+class _WithNegatives:
+  """The tiny runtime, plus subject negatives: record i's are the queries
+  (moved a little) of the next 3 records in the fold order, each tagged with
+  that record's input (as if they asked about i's subject)."""
+
+  def __init__(self, runtime, order):
+    self._rt, self._order = runtime, list(order)
+    self.made = []     # (row, question, record it was made for)
+
+  def __getattr__(self, name):
+    return getattr(self._rt, name)
+
+  def negative_rows(self, i, per_relation):
+    assert per_relation == 1
+    at = self._order.index(int(i))
+    later = self._order[at + 1:at + 4]
+    # moved a little, and differently each time: every row is findable
+    rows = np.stack([self._rt.q_stream[j] + 1e-2 * (3 * at + k + 1)
+                     for k, j in enumerate(later)])
+    questions = [self._rt.stream[j].input for j in later]
+    self.made += [(r, q, int(i)) for r, q in zip(rows, questions)]
+    return rows, questions
+
+
+def _negatives_run(runtime, tmp_path=None, on_edit=None, resume=False,
+                   in_memory=True):
+  order = stream.fold_orders(len(runtime.stream), 1, 0)[0]
+  wrapped = _WithNegatives(runtime, order)
+  cfg = stream.StreamConfig(num_edits=5, seed=0, checkpoint_every=1,
+                            subject_negatives=1,
+                            negatives_in_memory=in_memory)
+  out = stream.run(wrapped, pj.fast_config(max_steps=300), cfg,
+                   checkpoint_dir=str(tmp_path) if tmp_path else None,
+                   on_edit=on_edit, resume=resume, log=lambda *_: None)
+  return wrapped, out
+
+
+def test_subject_negatives_join_memory_and_leave_it_when_edited(runtime):
+  wrapped, out = _negatives_run(runtime)
+  recs = out["records"]
+  edited_at = {runtime.stream[r["stream_index"]].input: r["edit"]
+               for r in recs}
+  made_at = {r["stream_index"]: r["edit"] for r in recs}
+  assert len(wrapped.made) == 3 * len(recs)
+  for mem in (out["state"].memory, out["state"].val_memory):
+    queries = np.asarray(mem.queries[0])
+    valid = np.asarray(mem.mask[0])
+    for row, question, owner in wrapped.made:
+      where = np.flatnonzero((queries == row).all(-1))
+      assert len(where) == 1
+      # a negative edited after it was added is no negative any more
+      dropped = (question in edited_at
+                 and edited_at[question] > made_at[owner])
+      assert valid[where[0]] == (not dropped)
+  assert any(q in edited_at for _, q, _ in wrapped.made)  # the test bites
+
+
+def test_subject_negatives_change_the_edits_and_resume_exactly(runtime,
+                                                               tmp_path):
+  _, full = _negatives_run(runtime)
+  plain = _run(runtime, num_edits=5)
+  # the negatives are in the memory the edits see
+  assert (int(full["state"].memory.size[0])
+          > int(plain["state"].memory.size[0]))
+
+  class Crash(Exception):
+    pass
+
+  seen = []
+
+  def crash_after_two(rec):
+    seen.append(rec)
+    if len(seen) == 2:
+      raise Crash
+
+  with pytest.raises(Crash):
+    _negatives_run(runtime, tmp_path, on_edit=crash_after_two)
+  _, resumed = _negatives_run(runtime, tmp_path, resume=True)
+  chex.assert_trees_all_close(resumed["state"], full["state"], atol=0)
+  strip = lambda recs: [{k: v for k, v in r.items() if k != "edit_time_s"}
+                        for r in recs]
+  assert strip(resumed["records"]) == strip(full["records"])
+
+
+def test_subject_negatives_of_the_edit_only_leave_memory_alone(runtime):
+  wrapped, own = _negatives_run(runtime, in_memory=False)
+  plain = _run(runtime, num_edits=5)
+  assert len(wrapped.made) == 3 * len(own["records"])
+  for name in ("memory", "val_memory"):
+    a, b = getattr(own["state"], name), getattr(plain["state"], name)
+    assert int(a.size[0]) == int(b.size[0])

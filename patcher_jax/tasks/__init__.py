@@ -9,6 +9,9 @@ Both runtimes answer the same calls (duck-typed): `mistakes(bank, idxs)`,
 `target(i)`, `answers(bank, idxs)` (answer strings), plus `tail`, `dim`,
 `max_neurons`, `memory0`, `val_memory0`; for requests that arrive one by one
 (the Editor): `add_to_stream(records)` and `predict(bank, texts)`.
+Optional (the seq2seq runtime): `negative_rows(i, per_relation)` and
+`prefetch_negatives(idxs, per_relation)`, the subject negatives of a
+record (data/geo/negatives.py; `StreamConfig.subject_negatives`).
 """
 import os
 

@@ -20,6 +20,7 @@ from patcher_jax import patch as patch_lib
 from patcher_jax.adapters import bart
 from patcher_jax.adapters.intercept import run_with_patch
 from patcher_jax.data import Record
+from patcher_jax.data.geo import negatives as negatives_lib
 from patcher_jax.models import qa_format
 from patcher_jax.tasks import common
 
@@ -149,6 +150,7 @@ class Seq2SeqRuntime:
     self._pools = common.Pools(self._ahead)   # dropout pools drawn ahead
     self._checked, self._answered = {}, {}   # answers seen (edit_answers)
     self._reph_before = {}   # stream index -> rephrases the base got right
+    self._negatives = {}     # (stream index, per relation) -> (block, rows)
     log(f"  cached {len(stream)} stream, {len(self.memory0)} memory and "
         f"{len(self.val_memory0)} val-memory decoder queries; drafts of "
         f"{sum(len(d.correct) for d in self.base_drafts.values())} base "
@@ -209,10 +211,8 @@ class Seq2SeqRuntime:
     apart from the benchmark's queries."""
     def compute():
       t0 = time.perf_counter()
-      ids, queries, _, _ = self._draft_arrays(qa_format.encode_sources(
+      queries, mask = self._answer_queries(qa_format.encode_sources(
           self.tokenizer, list(texts), self.max_src_len))
-      mask = _through_eos(ids, self.model.config.eos_token_id)
-      mask[:, 0] = False
       if log:
         log(f"  caching memory text ({len(texts)} inputs, their unedited "
             f"answers) in {time.perf_counter() - t0:.0f} s")
@@ -220,6 +220,16 @@ class Seq2SeqRuntime:
     key = common.records_key("seq2seq-text", self.max_src_len,
                              self._max_new_tokens, list(texts))
     return common.load_or_compute(cache_dir, key, compute, log)["rows"]
+
+  def _answer_queries(self, src):
+    """(queries [N, T, d], mask [N, T]) along the unedited model's greedy
+    answers to encoded sources: the rows a memory takes of an unlabeled
+    input, every position through its eos but the first (no tokenizer: may
+    run in the background)."""
+    ids, queries, _, _ = self._draft_arrays(src, spreads=False)
+    mask = _through_eos(ids, self.model.config.eos_token_id)
+    mask[:, 0] = False
+    return queries, mask
 
   def _gold_drafts(self, records, enc, queries) -> drafts_lib.Drafts:
     labels = np.asarray(enc["labels"])
@@ -248,10 +258,11 @@ class Seq2SeqRuntime:
     src = qa_format.encode_sources(self.tokenizer, questions, self.max_src_len)
     return self._finish_base_drafts(records, self._draft_arrays(src))
 
-  def _draft_arrays(self, src):
+  def _draft_arrays(self, src, spreads: bool = True):
     """Model work of `_base_drafts` (no tokenizer: may run in the
     background): (ids [N, T], queries [N, T, d], lead, spread [N, T]) of the
-    greedy answers to the encoded sources, batched by length."""
+    greedy answers to the encoded sources, batched by length (spread None
+    unless `spreads`)."""
     n, t, d = (len(src["input_ids"]), self._max_new_tokens,
                self.model.config.d_model)
     ids, queries = np.zeros((n, t), np.int32), np.zeros((n, t, d), np.float32)
@@ -265,7 +276,8 @@ class Seq2SeqRuntime:
       out = fn(self.params, b_ids, b_mask)
       ids[rows], queries[rows], lead[rows] = (np.asarray(a)[:len(rows)]
                                               for a in out)
-    return ids, queries, lead, drafts_lib.spreads(self.tail, queries)
+    return ids, queries, lead, (drafts_lib.spreads(self.tail, queries)
+                                if spreads else None)
 
   def _finish_base_drafts(self, records, arrays) -> drafts_lib.Drafts:
     """`Drafts` from `_draft_arrays`: answers decoded and checked."""
@@ -517,6 +529,60 @@ class Seq2SeqRuntime:
                bart.noisy_queries)
     fn = common.jitted_noisy_queries(self.model, pool_fn, noise_samples)
     return lambda rng: np.asarray(fn(self.params, rng, *arrays))
+
+  # -- subject negatives (data/geo/negatives.py) -----------------------------
+
+  def prefetch_negatives(self, idxs, per_relation: int) -> None:
+    """Start computing, in the background, the negative rows
+    (`negative_rows`) of the records in `idxs` the unedited model gets
+    wrong (the likely edits), in blocks as `prefetch` does."""
+    wrong = ~self.base_drafts["stream"].correct
+    likely = [int(i) for i in idxs if wrong[int(i)]]
+    todo = [i for i in likely if (i, per_relation) not in self._negatives]
+    if not todo or (likely[0] not in todo and 2 * len(todo) < len(likely)):
+      return
+    self._start_negatives(todo, per_relation)
+
+  def _start_negatives(self, idxs, per_relation: int) -> None:
+    owners, questions = [], []
+    for i in idxs:
+      qs = negatives_lib.negative_questions(self.stream[i], per_relation)
+      owners.extend([i] * len(qs))
+      questions.extend(qs)
+    owners = np.asarray(owners, int)
+    block = None
+    if questions:   # tokenized here: the background thread runs the model
+      src = qa_format.encode_sources(self.tokenizer, questions,
+                                     self.max_src_len)
+
+      def rows_of_each():   # only the rows are kept, not the block's queries
+        queries, mask = self._answer_queries(src)
+        return {int(i): (queries[owners == i][mask[owners == i]],
+                         mask[owners == i].sum(-1))
+                for i in np.unique(owners)}
+      block = self._ahead.submit(lookahead.SOON, rows_of_each)
+    for i in idxs:
+      self._negatives[(i, per_relation)] = block
+
+  def negative_rows(self, i: int, per_relation: int = 1):
+    """Memory rows of stream record i's negative questions (its subject in
+    other relations' question templates, `negatives.negative_questions`):
+    the queries along the unedited model's answers, as memory text's.
+
+    Returns:
+      (rows [r, d], the question of each row: r strings); no rows if the
+      record names no subject.
+    """
+    key = (int(i), per_relation)
+    if key not in self._negatives:
+      self._start_negatives([int(i)], per_relation)
+    block = self._negatives.pop(key)
+    found = None if block is None else block.result().get(int(i))
+    if found is None:
+      return np.zeros((0, self.dim), np.float32), []
+    rows, counts = found
+    qs = negatives_lib.negative_questions(self.stream[int(i)], per_relation)
+    return rows, [q for q, c in zip(qs, counts) for _ in range(int(c))]
 
   def _task_width(self, i: int) -> int:
     mask = np.asarray(self.stream_qa["label_mask"][i], bool)
