@@ -245,9 +245,10 @@ def test_requests_join_an_empty_stream(runtime):
     assert len(text) == 4 and text.startswith(rt.stream[j].answers[0])
 
 
-def test_editor_makes_target_new_edits_on_a_causal_lm(runtime):
+def test_editor_makes_target_new_edits_on_a_causal_lm(runtime, tmp_path):
   """The Editor on a (tiny) causal LM: a counterfactual target_new edit is
-  reliable when the editor says so, predict shows it, revert undoes it."""
+  reliable when the editor says so, predict shows it, a saved bank loads
+  back, revert undoes it."""
   import patcher_jax as pj  # pylint: disable=g-import-not-at-top
   from patcher_jax import configs  # pylint: disable=g-import-not-at-top
   from patcher_jax.models.smollm2 import LoadedLM  # pylint: disable=g-import-not-at-top
@@ -274,6 +275,10 @@ def test_editor_makes_target_new_edits_on_a_causal_lm(runtime):
   assert out["post"]["reliability"] == 1.0
   assert ed.predict([prompt])[0].startswith(target)
   assert out["post"]["locality"] in (0.0, 1.0)
+  ed.save(str(tmp_path / "bank"))
+  again = pj.Editor.load(str(tmp_path / "bank"), base=pj.Editor(
+      "lm_complete", base, fresh, config=ed.config))
+  assert again.predict([prompt]) == ed.predict([prompt])
   ed.revert(out["edit_id"])
   assert ed.predict([prompt])[0] == before
   with pytest.raises(NotImplementedError, match="save"):
