@@ -109,18 +109,25 @@ def test_flips_count_the_answers_that_changed(runtime):
   assert min(s["TrainR_flips"]["lost"], s["TrainR_flips"]["gained"]) > 0
 
 
+class Crash(Exception):
+  """A kill in the middle of a stream."""
+
+
+def _crash_after(n: int):
+  """An on_edit hook that raises Crash at the n-th edit."""
+  seen = []
+
+  def hook(rec):
+    seen.append(rec)
+    if len(seen) == n:
+      raise Crash
+  return hook
+
+
 def test_resume_after_crash_gives_same_bank_and_metrics(runtime, tmp_path):
   full = _run(runtime, num_edits=5)
 
-  class Crash(Exception):
-    pass
-
-  seen = []
-
-  def crash_after_two(rec):
-    seen.append(rec)
-    if len(seen) == 2:
-      raise Crash
+  crash_after_two = _crash_after(2)
 
   cfg = stream.StreamConfig(num_edits=5, seed=0, checkpoint_every=1)
   with pytest.raises(Crash):
@@ -280,15 +287,7 @@ def test_subject_negatives_change_the_edits_and_resume_exactly(runtime,
   assert (int(full["state"].memory.size[0])
           > int(plain["state"].memory.size[0]))
 
-  class Crash(Exception):
-    pass
-
-  seen = []
-
-  def crash_after_two(rec):
-    seen.append(rec)
-    if len(seen) == 2:
-      raise Crash
+  crash_after_two = _crash_after(2)
 
   with pytest.raises(Crash):
     _negatives_run(runtime, tmp_path, on_edit=crash_after_two)

@@ -216,19 +216,28 @@ def test_pool_hides_prompt_words_only(runtime):
   assert not np.asarray(noisy.noisy_queries)[:, ~m].any()
 
 
+class DecodingTokenizer(CharTokenizer):
+  """... with `decode`'s skip_special_tokens (predict passes it)."""
+
+  def decode(self, ids, skip_special_tokens=False):
+    del skip_special_tokens
+    return super().decode(ids)
+
+
+def _request_runtime(rt):
+  """A runtime on rt's model over no stream (as the Editor builds one)."""
+  return lm_facts.LMFactsRuntime(
+      rt.model, rt.params, DecodingTokenizer(), [], [], [],
+      _records(np.random.default_rng(0), 16, "m"),
+      _records(np.random.default_rng(1), 4, "v"), max_answer_tokens=4,
+      batch_size=8, log=None)
+
+
 def test_requests_join_an_empty_stream(runtime):
   """The Editor's path: a runtime over no stream takes records later; their
   checks are real decoding, and predict is the greedy continuation."""
   rt = runtime
-  class Tok(CharTokenizer):
-    def decode(self, ids, skip_special_tokens=False):
-      del skip_special_tokens
-      return super().decode(ids)
-  empty_rt = lm_facts.LMFactsRuntime(
-      rt.model, rt.params, Tok(), [], [], [],
-      _records(np.random.default_rng(0), 16, "m"),
-      _records(np.random.default_rng(1), 4, "v"), max_answer_tokens=4,
-      batch_size=8, log=None)
+  empty_rt = _request_runtime(rt)
   idx = empty_rt.add_to_stream(rt.stream[:3])
   idx2 = empty_rt.add_to_stream(rt.stream[3:5])
   np.testing.assert_array_equal(np.concatenate([idx, idx2]), np.arange(5))
@@ -253,16 +262,8 @@ def test_editor_makes_target_new_edits_on_a_causal_lm(runtime, tmp_path):
   from patcher_jax import configs  # pylint: disable=g-import-not-at-top
   from patcher_jax.models.smollm2 import LoadedLM  # pylint: disable=g-import-not-at-top
   rt = runtime
-  class Tok(CharTokenizer):
-    def decode(self, ids, skip_special_tokens=False):
-      del skip_special_tokens
-      return super().decode(ids)
-  fresh = lm_facts.LMFactsRuntime(
-      rt.model, rt.params, Tok(), [], [], [],
-      _records(np.random.default_rng(0), 16, "m"),
-      _records(np.random.default_rng(1), 4, "v"), max_answer_tokens=4,
-      batch_size=8, log=None)
-  base = LoadedLM(rt.model, rt.params, Tok(), rt.model.config)
+  fresh = _request_runtime(rt)
+  base = LoadedLM(rt.model, rt.params, fresh.tokenizer, rt.model.config)
   ed = pj.Editor("lm_complete", base, fresh,
                  config=configs.get("lm_complete", max_steps=300))
   prompt = rt.stream[1].input
