@@ -284,3 +284,22 @@ def test_editor_makes_target_new_edits_on_a_causal_lm(runtime, tmp_path):
   assert ed.predict([prompt])[0] == before
   with pytest.raises(NotImplementedError, match="save"):
     ed.export("/nonexistent")
+
+
+def test_cached_queries_and_drafts_read_back(runtime, tmp_path):
+  """A second runtime over the same records reads queries and the unedited
+  answers from the cache: equal arrays, equal checks."""
+  rt = runtime
+  def build():
+    return lm_facts.LMFactsRuntime(
+        rt.model, rt.params, CharTokenizer(), rt.stream[:4], rt.train_sub[:3],
+        rt.test[:3], _records(np.random.default_rng(0), 16, "m"),
+        _records(np.random.default_rng(1), 4, "v"), max_answer_tokens=4,
+        batch_size=8, cache_dir=str(tmp_path), log=None)
+  first, second = build(), build()
+  assert len(list(tmp_path.glob("*.npz"))) == 2    # queries, drafts
+  for k in first.base:
+    chex.assert_trees_all_equal(tuple(first.base[k]), tuple(second.base[k]))
+  bank = next(iter(_banks(rt)))
+  np.testing.assert_array_equal(first.split_correct(bank, "train"),
+                                second.split_correct(bank, "train"))

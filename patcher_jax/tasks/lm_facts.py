@@ -168,8 +168,7 @@ class LMFactsRuntime:
     self.q_stream = self.queries["stream"]
     self.memory0 = qmap(arrays["memory0"])
     self.val_memory0 = qmap(arrays["val_memory0"])
-    self.base = {k: self._base_drafts(self.queries[k], self.enc[k])
-                 for k in splits}
+    self.base = self._cached_drafts(splits, cache_dir, (whiten,), log)
     self.counts = {"certified": 0, "settled": 0, "decoded": 0}
     if log:
       acc = {k: float(np.mean(d.correct)) if len(d.correct) else float("nan")
@@ -178,6 +177,32 @@ class LMFactsRuntime:
           f"{len(reph)}), train {len(train_sub)}, test {len(test)}, memory "
           f"{len(self.memory0)} rows, val memory {len(self.val_memory0)} rows;"
           " base accuracy " + ", ".join(f"{k} {v:.3f}" for k, v in acc.items()))
+
+  def _cached_drafts(self, splits, cache_dir, settings, log):
+    """The unedited model's answers (`_base_drafts`) of every split, kept
+    next to the queries: minutes of head passes on a first run. Keyed by
+    the queries' key and the query map's setting (the map changes the
+    drafts' leads in the last float bits only, but the cache is exact)."""
+    fields = ("tokens", "mask", "correct", "lead", "spread")
+
+    def compute():
+      t0 = time.perf_counter()
+      arrays = {}
+      for k in splits:
+        d = self._base_drafts(self.queries[k], self.enc[k])
+        arrays.update({f"{k}_{f}": getattr(d, f) for f in fields})
+      if log:
+        log(f"  the unedited model's answers: "
+            f"{sum(len(v) for v in splits.values())} prompts in "
+            f"{time.perf_counter() - t0:.0f} s")
+      return arrays
+
+    key = common.records_key("lm_facts_drafts", self._queries_key,
+                             settings[0])
+    arrays = common.load_or_compute(cache_dir, key, compute, None)
+    return {k: drafts_lib.Drafts(self.queries[k],
+                                 *(arrays[f"{k}_{f}"] for f in fields))
+            for k in splits}
 
   def _cached_queries(self, splits, memory, val, cache_dir, log):
     """The residuals at the answer positions of every split and of the
@@ -193,6 +218,7 @@ class LMFactsRuntime:
 
     key = common.records_key("lm_facts", self.max_answer_tokens, NUM_REPHRASES,
                              *splits.values(), memory, val)
+    self._queries_key = key
     return common.load_or_compute(cache_dir, key, compute, log)
 
   # -- caching ---------------------------------------------------------------
