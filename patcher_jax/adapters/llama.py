@@ -147,6 +147,8 @@ def make_tail(config, params, query_map: Optional[QueryMap] = None,
   head = {"embedding": kernel.T,
           "fused": objectives.chunk_linear_head(
               kernel, jnp.zeros((kernel.shape[1],), kernel.dtype))}
+  # device arrays: the tail is an argument of every jitted check and step
+  ffn, head = jax.tree.map(jnp.asarray, (ffn, head))
   return tail_lib.Tail(
       ffn=ffn, head=head, head_fn=_tied_head,
       loss_fn=objectives.seq2seq_loss, wrong_fn=objectives.argmax_wrong,

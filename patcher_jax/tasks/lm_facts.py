@@ -90,8 +90,12 @@ def _positions(tail, bank, queries, tokens):
   gold token over the best other."""
   delta = patch_lib.bank_output(bank, queries, tail.act)
   logits = tail_lib.tail_logits(tail, queries, delta, jax.random.PRNGKey(0))
-  top2 = jax.lax.top_k(logits, 2)[0]
-  return jnp.argmax(logits, -1), top2[..., 0] - top2[..., 1]
+  # the runner-up by a masked max: lax.top_k sorts the 49k vocabulary
+  best = jnp.argmax(logits, -1)
+  first = jnp.max(logits, -1)
+  vocab = jnp.arange(logits.shape[-1])
+  second = jnp.max(jnp.where(vocab == best[..., None], -jnp.inf, logits), -1)
+  return best, first - second
 
 
 def settle(tail, bank, queries, tokens, mask, margin=drafts_lib.MARGIN,
