@@ -300,8 +300,12 @@ class LMFactsRuntime:
   def _decode_correct(self, bank, enc: Encoded, rows, tokens, mask
                       ) -> np.ndarray:
     """Real greedy decoding of the patched model (near-ties only): does it
-    start with `tokens` where `mask`?"""
-    k = self.max_answer_tokens
+    start with `tokens` where `mask`? Only as many tokens as the longest
+    mask are decoded (a power of two: few compiles), each step being a
+    whole-model pass."""
+    longest = max(int(mask.sum(-1).max()) if len(rows) else 1, 1)
+    k = min(self.max_answer_tokens, 1 << (longest - 1).bit_length())
+    tokens, mask = tokens[:, :k], mask[:, :k]
     fn = llama.greedy_fn(self.model, k, act=self.neuron_act)
     out = np.zeros(len(rows), bool)
     plen = enc["prompt_len"][rows]
