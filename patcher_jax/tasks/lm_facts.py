@@ -149,17 +149,11 @@ class LMFactsRuntime:
     self._pools = common.Pools(lookahead.Lookahead())
     # every stream record's rephrases (NUM_REPHRASES at most) as one split,
     # record i's at rows reph_rows[i]: cached with the rest, checked at once
-    reph = [Record(f"{r.id}:r{j}", text, r.answers[:1], ())
-            for r in self.stream for j, text in
-            enumerate(list(r.rephrases)[:NUM_REPHRASES])]
-    ends = np.cumsum([min(len(r.rephrases), NUM_REPHRASES)
-                      for r in self.stream], dtype=int)
-    self.reph_rows = [np.arange(e - n, e) for e, n in zip(
-        ends, [min(len(r.rephrases), NUM_REPHRASES) for r in self.stream])]
+    reph, self.reph_rows = _rephrase_split(self.stream, 0)
     splits = {"stream": self.stream, "train": self.train_sub,
               "test": self.test, "reph": reph}
     self.enc = {k: self._encode(v) for k, v in splits.items()}
-    arrays = self._cached_queries(splits, memory, val, cache_dir, log)
+    arrays, key = self._cached_queries(splits, memory, val, cache_dir, log)
     # the patch sees the residuals centred and scaled (or whitened) by the
     # memory's statistics (adapters/llama.py): fixed for the run
     self.query_map = llama.fit_query_map(arrays["memory0"], whiten)
@@ -172,7 +166,7 @@ class LMFactsRuntime:
     self.q_stream = self.queries["stream"]
     self.memory0 = qmap(arrays["memory0"])
     self.val_memory0 = qmap(arrays["val_memory0"])
-    self.base = self._cached_drafts(splits, cache_dir, (whiten,), log)
+    self.base = self._cached_drafts(splits, cache_dir, key, whiten, log)
     self.counts = {"certified": 0, "settled": 0, "decoded": 0}
     if log:
       acc = {k: float(np.mean(d.correct)) if len(d.correct) else float("nan")
@@ -182,7 +176,7 @@ class LMFactsRuntime:
           f"{len(self.memory0)} rows, val memory {len(self.val_memory0)} rows;"
           " base accuracy " + ", ".join(f"{k} {v:.3f}" for k, v in acc.items()))
 
-  def _cached_drafts(self, splits, cache_dir, settings, log):
+  def _cached_drafts(self, splits, cache_dir, queries_key, whiten, log):
     """The unedited model's answers (`_base_drafts`) of every split, kept
     next to the queries: minutes of head passes on a first run. Keyed by
     the queries' key and the query map's setting (the map changes the
@@ -201,8 +195,7 @@ class LMFactsRuntime:
             f"{time.perf_counter() - t0:.0f} s")
       return arrays
 
-    key = common.records_key("lm_facts_drafts", self._queries_key,
-                             settings[0])
+    key = common.records_key("lm_facts_drafts", queries_key, whiten)
     arrays = common.load_or_compute(cache_dir, key, compute, None)
     return {k: drafts_lib.Drafts(self.queries[k],
                                  *(arrays[f"{k}_{f}"] for f in fields))
@@ -210,10 +203,11 @@ class LMFactsRuntime:
 
   def _cached_queries(self, splits, memory, val, cache_dir, log):
     """The residuals at the answer positions of every split and of the
-    memory sets, computed once per records and kept (common.load_or_compute)."""
+    memory sets, computed once per records and kept (common.load_or_compute);
+    and their cache key."""
     def compute():
       arrays = {}
-      for k, recs in splits.items():
+      for k in splits:
         arrays[f"q_{k}"] = self._queries(self.enc[k], what=k, log=log)
       for name, recs in (("memory0", memory), ("val_memory0", val)):
         enc = self._encode(recs)
@@ -222,8 +216,7 @@ class LMFactsRuntime:
 
     key = common.records_key("lm_facts", self.max_answer_tokens, NUM_REPHRASES,
                              *splits.values(), memory, val)
-    self._queries_key = key
-    return common.load_or_compute(cache_dir, key, compute, log)
+    return common.load_or_compute(cache_dir, key, compute, log), key
 
   # -- caching ---------------------------------------------------------------
 
@@ -305,17 +298,21 @@ class LMFactsRuntime:
     whole-model pass."""
     longest = max(int(mask.sum(-1).max()) if len(rows) else 1, 1)
     k = min(self.max_answer_tokens, 1 << (longest - 1).bit_length())
-    tokens, mask = tokens[:, :k], mask[:, :k]
+    got = self._greedy(bank, enc, rows, k)
+    return np.all((got == tokens[:, :k]) | ~mask[:, :k], axis=-1)
+
+  def _greedy(self, bank, enc: Encoded, rows, k: int) -> np.ndarray:
+    """[len(rows), k] greedy continuations of the prompts of `enc`'s rows by
+    the patched model (batches of similar prompt lengths)."""
     fn = llama.greedy_fn(self.model, k, act=self.neuron_act)
-    out = np.zeros(len(rows), bool)
+    out = np.zeros((len(rows), k), np.int32)
     plen = enc["prompt_len"][rows]
     for part, width in common.length_batches(plen, DECODE_BATCH):
       ids = common.take_batch(enc["ids"][rows], part, width, DECODE_BATCH)
       lens = np.ones(DECODE_BATCH, np.int32)
       lens[:len(part)] = plen[part]
-      got = np.asarray(fn(self.params, bank, self.query_map, ids,
-                          lens))[:len(part)]
-      out[part] = np.all((got == tokens[part]) | ~mask[part], axis=-1)
+      out[part] = np.asarray(fn(self.params, bank, self.query_map, ids,
+                                lens))[:len(part)]
     return out
 
   # -- requests (the Editor) -------------------------------------------------
@@ -324,10 +321,8 @@ class LMFactsRuntime:
     """Append records to the edit stream (their queries, rephrases and
     drafts computed now, not cached); returns their stream indices."""
     records = list(records)
-    reph = [Record(f"{r.id}:r{j}", text, r.answers[:1], ())
-            for r in records for j, text in
-            enumerate(list(r.rephrases)[:NUM_REPHRASES])]
-    start, first_reph = len(self.stream), len(self.enc["reph"]["ans"])
+    start = len(self.stream)
+    reph, rows = _rephrase_split(records, len(self.enc["reph"]["ans"]))
     for split, recs in (("stream", records), ("reph", reph)):
       enc = self._encode(recs)
       q = np.asarray(self.query_map(self._queries(enc)))
@@ -336,10 +331,7 @@ class LMFactsRuntime:
       self.base[split] = drafts_lib.Drafts(*(np.concatenate(x) for x in zip(
           self.base[split], self._base_drafts(q, enc))))
     self.q_stream = self.queries["stream"]
-    for r in records:
-      n = min(len(r.rephrases), NUM_REPHRASES)
-      self.reph_rows.append(np.arange(first_reph, first_reph + n))
-      first_reph += n
+    self.reph_rows += rows
     self.stream += records
     return np.arange(start, len(self.stream))
 
@@ -350,19 +342,11 @@ class LMFactsRuntime:
     if not texts:
       return []
     enc = encode(self.tokenizer, texts, ["x"] * len(texts), 1)
-    k = self.max_answer_tokens
-    fn = llama.greedy_fn(self.model, k, act=self.neuron_act)
-    out = [None] * len(texts)
-    plen = enc["prompt_len"]
-    for part, width in common.length_batches(plen, DECODE_BATCH):
-      ids = common.take_batch(enc["ids"], part, width, DECODE_BATCH)
-      lens = np.ones(DECODE_BATCH, np.int32)
-      lens[:len(part)] = plen[part]
-      got = np.asarray(fn(self.params, bank, self.query_map, ids, lens))
-      for j, row in zip(part, got):
-        out[j] = self.tokenizer.decode(row.tolist(),
-                                       skip_special_tokens=True).strip()
-    return out
+    got = self._greedy(bank, enc, np.arange(len(texts)),
+                       self.max_answer_tokens)
+    return [self.tokenizer.decode(row.tolist(),
+                                  skip_special_tokens=True).strip()
+            for row in got]
 
   # -- what the stream asks --------------------------------------------------
 
@@ -489,6 +473,18 @@ class LMFactsRuntime:
       return float("nan")
     return float(np.mean(self._correct(bank, self.q_stream,
                                        self.enc["stream"], idxs)))
+
+
+def _rephrase_split(records: Sequence[Record], first: int):
+  """(the records' rephrases, NUM_REPHRASES at most each, as records of
+  their own; per record the rows they take, counted from `first`)."""
+  reph, rows = [], []
+  for r in records:
+    texts = list(r.rephrases)[:NUM_REPHRASES]
+    rows.append(np.arange(first + len(reph), first + len(reph) + len(texts)))
+    reph += [Record(f"{r.id}:r{j}", text, r.answers[:1], ())
+             for j, text in enumerate(texts)]
+  return reph, rows
 
 
 def _concat_encoded(a: Encoded, b: Encoded) -> Encoded:
