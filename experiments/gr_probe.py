@@ -25,10 +25,12 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_edits", 100, "Edits.")
 flags.DEFINE_string("settings", "", "EditConfig overrides (as sweep.py).")
 flags.DEFINE_integer("seed", 0, "Stream seed.")
-flags.DEFINE_integer("aug", 0, "Augmented copies per edit (0: none).")
+flags.DEFINE_integer("pool", 16, "Pool samples per edit (0: none).")
 flags.DEFINE_float("word_drop", 0.0, "Pool: hide input words (0: dropout).")
 flags.DEFINE_bool("pool_dropout", True, "Pool: dropout on.")
 flags.DEFINE_string("json", None, "Write per-edit rows here.")
+flags.DEFINE_string("data_dir", None, "Benchmark dir (as run.py).")
+flags.DEFINE_string("cache_dir", None, "Base-model cache (as run.py).")
 
 
 def parse_setting(text, config):
@@ -50,8 +52,10 @@ def main(argv):
   from patcher_jax import stream, tasks  # pylint: disable=g-import-not-at-top
   from patcher_jax.data import load_benchmark  # pylint: disable=g-import-not-at-top
   from patcher_jax.models import base_cache, qa_format  # pylint: disable=g-import-not-at-top
-  bench = load_benchmark("zsre")
-  base = base_cache.load_or_train_base("zsre", bench, data_key="embedded:full")
+  bench = load_benchmark("zsre", data_dir=FLAGS.data_dir)
+  base = base_cache.load_or_train_base(
+      "zsre", bench, cache_dir=FLAGS.cache_dir,
+      data_key=FLAGS.data_dir or "embedded:full")
   rt = tasks.build_runtime("zsre", bench, base, seed=FLAGS.seed,
                            train_sub_size=2000)
   rt.pool_word_drop, rt.pool_dropout = FLAGS.word_drop, FLAGS.pool_dropout
@@ -68,7 +72,7 @@ def main(argv):
     if not rt.mistakes(bank, [idx])[0]:
       continue
     k = jax.random.fold_in(key, e)
-    task = rt.edit_task(bank, int(idx), k, FLAGS.aug, 16)
+    task = rt.edit_task(bank, int(idx), k, FLAGS.pool, 16)
     if task is None:
       continue
     new_bank, st = edit_fn(rt.tail, bank, task, mem, mem, k, e, config=config)

@@ -29,6 +29,8 @@ flags.DEFINE_string("settings", "", "';'-separated settings, each a ','-"
                     "the mode's default.")
 flags.DEFINE_integer("memory_size", 0, "Memory records (as run.py).")
 flags.DEFINE_string("cache_dir", None, "Base-model cache (as run.py).")
+flags.DEFINE_string("data_dir", None, "Benchmark dir instead of the embedded "
+                    "one (as run.py; zsre / fever).")
 flags.DEFINE_integer("train_sub_size", 2000, "TrainR subset (as run.py).")
 flags.DEFINE_integer("seed", 0, "Stream seed.")
 flags.DEFINE_string("json", None, "Write the table here.")
@@ -81,10 +83,10 @@ def _runtime(tasks):
         whiten=FLAGS.whiten, neuron_act=FLAGS.neuron_act)
   from patcher_jax.data import load_benchmark  # pylint: disable=g-import-not-at-top
   from patcher_jax.models import base_cache  # pylint: disable=g-import-not-at-top
-  bench = load_benchmark(FLAGS.task)
-  base = base_cache.load_or_train_base(FLAGS.task, bench,
-                                       cache_dir=FLAGS.cache_dir,
-                                       data_key="embedded:full")
+  bench = load_benchmark(FLAGS.task, data_dir=FLAGS.data_dir)
+  base = base_cache.load_or_train_base(
+      FLAGS.task, bench, cache_dir=FLAGS.cache_dir,
+      data_key=FLAGS.data_dir or "embedded:full")
   return tasks.build_runtime(FLAGS.task, bench, base, seed=FLAGS.seed,
                              train_sub_size=FLAGS.train_sub_size,
                              memory_size=FLAGS.memory_size)
