@@ -155,8 +155,11 @@ def _arrays(state: FoldState, runtime) -> Dict[str, Any]:
     # at least one row (beyond `size` a buffer row is zero): Orbax and
     # zero-size arrays do not mix
     stop = min(max(int(size.max()), start + 1), mem.queries.shape[1])
-    out[name] = {"added": np.asarray(mem.queries[:, start:stop]),
-                 "size": size}
+    # sliced on the device to a multiple of 1024 rows, then trimmed: a slice
+    # of a new size is a new compile (it was one per checkpoint)
+    wide = min(start + -(-(stop - start) // 1024) * 1024, mem.queries.shape[1])
+    out[name] = {"added": np.asarray(mem.queries[:, start:wide])[
+        :, :stop - start], "size": size}
   return out
 
 
