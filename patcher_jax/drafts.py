@@ -70,15 +70,19 @@ def holds(tail: Tail, bank: PatchBank, queries: chex.Array,
   chex.assert_equal_shape([tokens, mask])
   delta = patch_lib.bank_output(bank, queries, tail.act)
   logits = tail_lib.tail_logits(tail, queries, delta, jax.random.PRNGKey(0))
-  # the draft token's lead over every other token: two max passes (top_k
-  # sorts the vocabulary on CPU, ~10x slower); a tie gives lead 0
   best = jnp.argmax(logits, axis=-1)
+  ok = (best == tokens) & (lead_over_others(logits, tokens) > margin)
+  return jnp.all(ok | ~mask, axis=-1)
+
+
+def lead_over_others(logits: chex.Array, tokens: chex.Array) -> chex.Array:
+  """[...] logit of `tokens` minus the largest other logit ([..., V] logits):
+  two max passes (lax.top_k sorts the vocabulary on CPU, ~10x slower); a
+  tie gives 0."""
   own = jnp.take_along_axis(logits, tokens[..., None], axis=-1)[..., 0]
   vocab = jnp.arange(logits.shape[-1])
-  runner_up = jnp.max(jnp.where(vocab == tokens[..., None], -jnp.inf, logits),
-                      axis=-1)
-  ok = (best == tokens) & (own - runner_up > margin)
-  return jnp.all(ok | ~mask, axis=-1)
+  others = jnp.where(vocab == tokens[..., None], -jnp.inf, logits)
+  return own - jnp.max(others, axis=-1)
 
 
 @functools.partial(jax.jit, static_argnames="margin")
@@ -102,10 +106,7 @@ def _unedited_lead(tail: Tail, queries: chex.Array, tokens: chex.Array):
   """(lead of `tokens` in the unedited logits, std of the LayerNorm input)."""
   logits = tail_lib.tail_logits(tail, queries, jnp.zeros_like(queries),
                                 jax.random.PRNGKey(0))
-  own = jnp.take_along_axis(logits, tokens[..., None], axis=-1)[..., 0]
-  others = jnp.where(jax.nn.one_hot(tokens, logits.shape[-1], dtype=bool),
-                     -jnp.inf, logits)
-  return own - jnp.max(others, axis=-1), _spread_of(tail, queries)
+  return lead_over_others(logits, tokens), _spread_of(tail, queries)
 
 
 def _spread_of(tail: Tail, queries: chex.Array) -> chex.Array:

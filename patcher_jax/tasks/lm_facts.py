@@ -85,17 +85,12 @@ def answer_queries(query_fn, enc: Encoded, batch_size: int, dim: int
 
 
 @jax.jit
-def _positions(tail, bank, queries, tokens):
-  """Patched argmax [N, K] and its lead over the runner-up; lead of the
-  gold token over the best other."""
+def _positions(tail, bank, queries):
+  """Patched argmax [N, K] and its lead over the runner-up."""
   delta = patch_lib.bank_output(bank, queries, tail.act)
   logits = tail_lib.tail_logits(tail, queries, delta, jax.random.PRNGKey(0))
-  # the runner-up by a masked max: lax.top_k sorts the 49k vocabulary
   best = jnp.argmax(logits, -1)
-  first = jnp.max(logits, -1)
-  vocab = jnp.arange(logits.shape[-1])
-  second = jnp.max(jnp.where(vocab == best[..., None], -jnp.inf, logits), -1)
-  return best, first - second
+  return best, drafts_lib.lead_over_others(logits, best)
 
 
 def settle(tail, bank, queries, tokens, mask, margin=drafts_lib.MARGIN,
@@ -109,7 +104,7 @@ def settle(tail, bank, queries, tokens, mask, margin=drafts_lib.MARGIN,
     pad = drafts_lib._padder(rows, width, min(chunk, drafts_lib._bucket(  # pylint: disable=protected-access
         len(rows))))
     best, gap = (np.asarray(a)[:len(rows)] for a in _positions(
-        tail, bank, jnp.asarray(pad(queries)), jnp.asarray(pad(tokens))))
+        tail, bank, jnp.asarray(pad(queries))))
     tok, m = tokens[rows, :width], mask[rows, :width]
     sure = gap > margin
     ok = (best == tok) & sure
@@ -246,8 +241,7 @@ class LMFactsRuntime:
                                           64, tokens.shape[1]):
       pad = drafts_lib._padder(rows, width, min(64, drafts_lib._bucket(  # pylint: disable=protected-access
           len(rows))))
-      got = _positions(self.tail, empty, jnp.asarray(pad(q)),
-                       jnp.asarray(pad(tokens)))[0]
+      got = _positions(self.tail, empty, jnp.asarray(pad(q)))[0]
       best[rows, :width] = np.asarray(got)[:len(rows)]
     bad = (best != tokens) & mask
     wrong = bad.any(-1)
