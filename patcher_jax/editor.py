@@ -370,7 +370,8 @@ def _memory_terms(neurons: Neurons, task: EditTask, memory: Memory,
     h = task.negatives @ neurons.keys.T + neurons.biases          # [K, n]
     mask = task.negatives_mask[:, None] & task.neuron_mask[None, :]
     excess = jnp.where(mask, h - config.negative_beta, -jnp.inf)
-    mem2 = mem2 + jnp.sum(jnp.exp(excess)) / jnp.maximum(jnp.sum(mask), 1)
+    mem2 = mem2 + (jnp.sum(losses.safe_exp(excess))
+                   / jnp.maximum(jnp.sum(mask), 1))
     over = jnp.max(excess)
   return mem1, mem2, jnp.max(jnp.where(top_mask, top, -jnp.inf)), over
 

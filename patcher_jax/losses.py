@@ -28,6 +28,27 @@ def top_mean(values: chex.Array, k: int, mask=None) -> chex.Array:
   return total / jnp.maximum(jnp.sum(valid), 1)
 
 
+def safe_exp(x: chex.Array, cap: float = 30.0) -> chex.Array:
+  """exp(x) below `cap`, continued linearly (value and slope exp(cap)) above.
+
+  The margin losses exponentiate pre-activation gaps. A key placed at the
+  memory margins can be very sharp, so a pool copy of the edit may start far
+  below it: exp of a gap over ~88 is inf in float32 and its gradient NaN.
+  Below `cap` this is exp itself, so ordinary edits are unchanged.
+
+  Example:
+    >>> float(safe_exp(jnp.asarray(1.0))) == float(jnp.exp(1.0))
+    True
+    >>> bool(jnp.isfinite(jax.grad(safe_exp)(200.0)))
+    True
+  """
+  below = x < cap
+  # each branch sees only its own inputs: no inf, and no NaN in a gradient
+  exp_part = jnp.exp(jnp.where(below, x, cap))
+  line = jnp.exp(cap) * (1.0 + jnp.where(below, cap, x) - cap)
+  return jnp.where(below, exp_part, line)
+
+
 def activation_loss(alpha: chex.Array, mask: chex.Array, k: int = 5,
                     margin: float = 0.0) -> chex.Array:
   """l_a = TopMean_k(exp(margin - alpha)) over valid (copy, neuron) pairs.
@@ -35,7 +56,7 @@ def activation_loss(alpha: chex.Array, mask: chex.Array, k: int = 5,
   Pushes the smallest edit pre-activations up. alpha, mask: [B, n].
   """
   chex.assert_equal_shape([alpha, mask])
-  return top_mean(jnp.exp(margin - alpha), k, mask)
+  return top_mean(safe_exp(margin - alpha), k, mask)
 
 
 def memory_loss(h: chex.Array, h_mask: chex.Array, alpha: chex.Array,
@@ -79,9 +100,9 @@ def memory_loss_top(top: chex.Array, top_mask: chex.Array, alpha: chex.Array,
   chex.assert_equal_shape([alpha, alpha_mask])
   terms = top.T[:, None, :] - alpha[None, :, :] + gamma       # [kc, B, n]
   terms_mask = top_mask.T[:, None, :] & alpha_mask[None, :, :]
-  l_m1 = top_mean(jnp.exp(jnp.where(terms_mask, terms, -jnp.inf)), k1,
+  l_m1 = top_mean(safe_exp(jnp.where(terms_mask, terms, -jnp.inf)), k1,
                   terms_mask)
-  l_m2 = top_mean(jnp.exp(jnp.where(top_mask, top - beta, -jnp.inf)), k2,
+  l_m2 = top_mean(safe_exp(jnp.where(top_mask, top - beta, -jnp.inf)), k2,
                   top_mask)
   return l_m1, l_m2
 

@@ -3,6 +3,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from patcher_jax import losses
 
@@ -95,6 +96,32 @@ def test_losses_have_finite_gradients_with_masks():
     return l1 + l2 + losses.activation_loss(a[None], mask[:1])
   g = jax.grad(f)(jnp.array([0.3, -0.2]))
   assert np.all(np.isfinite(np.asarray(g)))
+
+
+@pytest.mark.parametrize("alpha", [-200.0, -95.0, 0.5])
+def test_margin_losses_stay_finite_far_from_the_margins(alpha):
+  """A sharp key can start a pool copy ~100 below its margin: exp overflows
+  float32 there, the losses must not (values and gradients finite)."""
+  def f(a):
+    al = jnp.stack([a, a + 1.0])[None]                  # [1, 2]
+    h = jnp.array([[2.0, -1.0], [-300.0, 0.0]])
+    mask = jnp.ones_like(h, bool)
+    l1, l2 = losses.memory_loss(h, mask, al, jnp.ones_like(al, bool), k1=3,
+                                k2=2)
+    return l1 + l2 + losses.activation_loss(al, jnp.ones_like(al, bool))
+  value, grad = jax.value_and_grad(f)(jnp.asarray(alpha))
+  assert np.isfinite(float(value)) and np.isfinite(float(grad))
+  assert float(grad) < 0.0          # still pushes the edit up
+
+
+def test_safe_exp_is_exp_below_the_cap_and_linear_above():
+  x = jnp.array([-jnp.inf, -3.0, 0.0, 29.9, 30.0, 31.0])
+  got = losses.safe_exp(x)
+  chex.assert_trees_all_close(got[:4], jnp.exp(x[:4]))
+  chex.assert_trees_all_close(got[4:], np.exp(30.0) * np.array([1.0, 2.0]),
+                              rtol=1e-6)
+  grads = jax.vmap(jax.grad(losses.safe_exp))(x)
+  assert np.all(np.isfinite(np.asarray(grads)))
 
 
 def test_memory_loss_on_top_rows_equals_dense_values_and_gradients():
