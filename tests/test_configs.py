@@ -10,7 +10,7 @@ def test_edit_config_default_is_fast_mode():
   # the task adds the pool of edit-input variants (with noise_samples),
   # keys placed at the memory margins and a stop rule that asks the pool
   assert configs.get("fever", "fast") == pj.EditConfig()._replace(
-      pool_alpha=True, key_init="margins", pool_stop=True)
+      pool_alpha=True, key_init="margins", pool_stop=True, beta=-5.0)
   fast = pj.EditConfig()
   assert (fast.copies, fast.noise, fast.stop_rule, fast.value_init,
           fast.keep_failed, fast.weight_decay) == (1, False, "margins",
