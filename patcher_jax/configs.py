@@ -52,7 +52,8 @@ TASK = {"fever": {}, "zsre": dict(mem_weight=10.0),
 # The pool's price is zsRE locality: after 300 edits (seed 0) 21 of 2,000
 # train answers lost (TrainR 0.989, GR 0.919). A deeper memory margin buys
 # little of it back for much generality: beta -5 / -7 lost 13 / 11 (GR
-# 0.889 / 0.877), so beta stays -3. More memory rows do better: with 4,000
+# 0.889 / 0.877), so beta stayed -3 (with the query keys of that time; the
+# placed keys below take -5). More memory rows do better: with 4,000
 # unlabeled questions added (run.py --memory_text, memory_text.py) 10 were
 # lost at GR 0.907 (experiments/loc_probe.py).
 # Both tasks also place each fresh key at the memory margins (key_init
