@@ -59,17 +59,13 @@ def parse_pool(text: str, defaults):
 def parse_setting(text: str, config):
   """'a=1,b=x' -> config with those fields replaced (typed as the field);
   pool settings (POOL_KEYS) are skipped here."""
-  overrides = {}
-  for item in filter(None, (t.strip() for t in text.split(","))):
-    name, _, value = item.partition("=")
-    if name in POOL_KEYS:
-      continue
-    if name not in config._fields:
-      raise ValueError(f"--settings: EditConfig has no field {name!r}")
-    kind = type(getattr(config, name))
-    overrides[name] = (value.lower() in ("1", "true", "yes") if kind is bool
-                       else kind(value))
-  return config._replace(**overrides)
+  from patcher_jax import configs  # pylint: disable=g-import-not-at-top
+  items = [t.strip() for t in text.split(",") if t.strip()
+           and t.strip().partition("=")[0] not in POOL_KEYS]
+  try:
+    return config._replace(**configs.parse_overrides(items))
+  except ValueError as e:
+    raise ValueError(f"--settings: {e}") from None
 
 
 def _runtime(tasks):

@@ -1,7 +1,7 @@
 """The command line: `python -m patcher_jax <command> --flag=value ...`.
 
   edit    --task=T --requests=FILE --bank_dir=B [--model_dir=M] [--memory=F]
-          [--mode=fast|parity] [--cache_dir=C]
+          [--mode=fast|parity] [--set=NAME=VALUE ...] [--cache_dir=C]
           requests as KILT / FEVER 1.0 jsonl (.jsonl) or EasyEdit-style json (.json: a
           list of {"prompt", "target_new", "rephrase_prompt",
           "locality_prompt"}; MEND's "src", "alt", "rephrase", "loc" too);
@@ -57,6 +57,9 @@ def _parser(command: str) -> argparse.ArgumentParser:
                    "records (with --model_dir; default: the embedded "
                    "benchmark's train split)")
     p.add_argument("--mode", default="fast", choices=["fast", "parity"])
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="an EditConfig setting over the mode's (repeatable; "
+                   "a new bank only)")
   if command in ("predict",):
     p.add_argument("--inputs", required=True)
   if command == "revert":
@@ -118,21 +121,31 @@ def _load(args):
 
 def _edit(args) -> int:
   from patcher_jax import api, bank_io  # pylint: disable=g-import-not-at-top
+  from patcher_jax import configs  # pylint: disable=g-import-not-at-top
   requests = read_requests(args.requests, args.task)
+  try:
+    config = configs.get(args.task, args.mode,
+                         **configs.parse_overrides(args.set))
+  except ValueError as e:
+    raise UserError(f"--set: {e}") from None
   if os.path.isfile(os.path.join(args.bank_dir, bank_io.META)):
     ed = _load(args)
     if ed.task != args.task:
       raise UserError(f"--task: the bank in {args.bank_dir} is a {ed.task} "
                       f"bank, not {args.task}")
+    if args.set:
+      raise UserError(f"--set: the bank in {args.bank_dir} keeps the "
+                      "settings it was made with")
   elif args.model_dir:
     if not os.path.isdir(args.model_dir):
       raise UserError(f"--model_dir: {args.model_dir}: no such folder")
     if args.memory and not os.path.isfile(args.memory):
       raise UserError(f"--memory: {args.memory}: no such file")
     ed = api.Editor.from_pretrained(args.model_dir, args.task, mode=args.mode,
-                                    memory_file=args.memory)
+                                    memory_file=args.memory, config=config)
   else:
-    ed = api.Editor.from_task(args.task, args.cache_dir, mode=args.mode)
+    ed = api.Editor.from_task(args.task, args.cache_dir, mode=args.mode,
+                              config=config)
   try:
     results = ed.edit(**requests)
   except ValueError as e:

@@ -171,6 +171,44 @@ def get(task: str, mode: str = "fast", **overrides) -> EditConfig:
   return preset(mode, **changes)
 
 
+def parse_overrides(items) -> Dict[str, Any]:
+  """EditConfig overrides from "name=value" strings, typed as each field.
+
+  Args:
+    items: strings such as "beta=-3" or "pool_stop=false".
+
+  Returns:
+    {name: value}, to pass to `get` (or `preset`).
+
+  Raises:
+    ValueError: naming the item, for an unknown field or a bad value.
+
+  Example:
+    >>> parse_overrides(["beta=-3", "pool_stop=no", "max_steps=50"])
+    {'beta': -3.0, 'pool_stop': False, 'max_steps': 50}
+  """
+  defaults = EditConfig()
+  out = {}
+  for item in items:
+    name, sep, text = item.partition("=")
+    name = name.strip()
+    if not sep or name not in defaults._fields:
+      raise ValueError(f"{item!r}: expected name=value with a name among "
+                       f"EditConfig's fields")
+    kind = type(getattr(defaults, name))
+    text = text.strip()
+    if kind is bool:
+      if text.lower() not in ("1", "0", "true", "false", "yes", "no"):
+        raise ValueError(f"{item!r}: {name} is true or false")
+      out[name] = text.lower() in ("1", "true", "yes")
+      continue
+    try:
+      out[name] = kind(text)
+    except ValueError:
+      raise ValueError(f"{item!r}: {name} takes a {kind.__name__}") from None
+  return out
+
+
 def stream_settings(task: str, mode: str = "fast",
                     **overrides) -> Dict[str, Any]:
   """The `stream.StreamConfig` fields that `mode` sets for `task`.

@@ -35,9 +35,11 @@ def test_edit_predict_revert_export(setup, capsys):
   d, claims = setup
   bank = str(d / "bank")
   common = [f"--bank_dir={bank}"]
+  # --set: a tiny random BERT's queries all look alike, so fast mode's
+  # memory bound (-5) cannot hold beside a firing neuron; the reference's
   assert cli.main(["edit", "--task=fever", f"--requests={d}/requests.json",
-                   f"--model_dir={d}/model", f"--memory={d}/model/memory.jsonl"]
-                  + common) == 0
+                   f"--model_dir={d}/model", f"--memory={d}/model/memory.jsonl",
+                   "--set=beta=-3"] + common) == 0
   results = _lines(capsys)
   assert [r["edit_id"] for r in results] == [0, 1, 2]
   assert results[0]["pre"]["reliability"] == 0.0
@@ -93,6 +95,21 @@ def test_flag_mistakes(argv, where, capsys):
   assert cli.main(argv) == 2
   err = capsys.readouterr().err
   assert err.count("\n") == 1 and f"error: {where}" in err
+
+
+@pytest.mark.parametrize("setting, where", [
+    ("betta=1", "--set: 'betta=1': expected name=value"),
+    ("beta=low", "--set: 'beta=low': beta takes a float"),
+    ("pool_stop=maybe", "--set: 'pool_stop=maybe': pool_stop is true or"),
+])
+def test_bad_settings_are_flag_mistakes(setup, setting, where, tmp_path,
+                                        capsys):
+  d, _ = setup
+  assert cli.main(["edit", "--task=fever", f"--requests={d}/requests.json",
+                   f"--bank_dir={tmp_path}/bank", f"--set={setting}"]) == 2
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and f"error: {where}" in err
+  assert not os.path.exists(tmp_path / "bank")     # nothing was written
 
 
 def test_module_entry_point_help():

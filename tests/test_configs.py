@@ -1,4 +1,6 @@
 """configs: one source of each task's settings in each mode."""
+import doctest
+
 import pytest
 
 import patcher_jax as pj
@@ -101,3 +103,15 @@ def test_fast_mode_pool_comes_with_its_samples():
     assert fast.pool_alpha and not fast.noise
     assert configs.stream_settings(task)["noise_samples"] > 0
     assert not configs.get(task, "parity").pool_alpha
+
+
+def test_docstring_examples_run():
+  assert doctest.testmod(configs).failed == 0
+
+
+@pytest.mark.parametrize("items, error", [
+    (["betta=1"], "expected name=value"), (["beta"], "expected name=value"),
+    (["beta=x"], "takes a float"), (["pool_stop=2"], "true or false")])
+def test_bad_overrides_name_the_item(items, error):
+  with pytest.raises(ValueError, match=error):
+    configs.parse_overrides(items)

@@ -1,4 +1,6 @@
 """Losses against hand-computed values and brute-force references."""
+import doctest
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -155,3 +157,7 @@ def test_memory_loss_on_top_rows_equals_dense_values_and_gradients():
     chex.assert_trees_all_close(jax.grad(top)((keys, biases)),
                                 jax.grad(dense)((keys, biases)),
                                 rtol=1e-4, atol=1e-6)
+
+
+def test_docstring_examples_run():
+  assert doctest.testmod(losses).failed == 0
