@@ -22,7 +22,7 @@ logit moves by more than max_j |E_j| times that; a draft token that led by
 more than twice this bound (plus the margin) stays the argmax.
 """
 import functools
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import chex
 import jax
@@ -59,6 +59,37 @@ class Drafts(NamedTuple):
 
   def take(self, rows) -> "Drafts":
     return Drafts(*(a[rows] for a in self))
+
+
+def pack(parts: Sequence[Drafts]) -> dict:
+  """Drafts (given in parts, one after another) as flat arrays to store
+  (`np.savez`): the queries only at the drafts' positions ([P, d], row
+  after row), the rest as they are. Answers are ~4 tokens of the 20-24 a
+  row holds, so this is ~1/5 of the bytes.
+
+  Example:
+    >>> d = Drafts(np.ones((2, 3, 4)), np.zeros((2, 3), np.int32),
+    ...            np.array([[1, 1, 0], [1, 0, 0]], bool), np.ones(2, bool),
+    ...            np.zeros((2, 3)), np.zeros((2, 3)))
+    >>> packed = pack([d, d])
+    >>> packed["queries"].shape, unpack(packed, 1, 3).queries.shape
+    ((6, 4), (2, 3, 4))
+  """
+  flat = {f: np.concatenate([getattr(d, f) for d in parts])
+          for f in Drafts._fields[1:]}
+  flat["queries"] = np.concatenate([d.queries[d.mask] for d in parts])
+  flat["offsets"] = np.concatenate([[0], np.cumsum(flat["mask"].sum(-1))])
+  return flat
+
+
+def unpack(packed: dict, start: int, stop: int) -> Drafts:
+  """Rows start..stop of packed drafts (`pack`), queries zero off the
+  drafts' positions (no check reads them there)."""
+  mask = packed["mask"][start:stop]
+  queries = np.zeros(mask.shape + packed["queries"].shape[-1:], np.float32)
+  offsets = packed["offsets"]
+  queries[mask] = packed["queries"][offsets[start]:offsets[stop]]
+  return Drafts(queries, *(packed[f][start:stop] for f in Drafts._fields[1:]))
 
 
 @functools.partial(jax.jit, static_argnames="margin")

@@ -15,7 +15,9 @@ import queue
 import threading
 from typing import Any, Callable, Optional
 
-URGENT, SOON = 0, 1   # priorities: needed by the next edit / within a few
+# Priorities: needed before the next edit (its pool) / by the round after
+# it (the last edit's checks) / within a few rounds (blocks of drafts).
+URGENT, NEXT, SOON = 0, 1, 2
 
 
 class Lookahead:

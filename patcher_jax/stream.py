@@ -77,7 +77,9 @@ def _stack(trees):
   return jax.tree.map(lambda *a: jnp.stack(a), *trees)
 
 
+@functools.partial(jax.jit, static_argnums=1)
 def _unstack(tree, i):
+  """Fold i's part of stacked arrays (one dispatch, not one per leaf)."""
   return jax.tree.map(lambda a: a[i], tree)
 
 

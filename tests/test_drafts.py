@@ -172,3 +172,45 @@ def test_base_drafts_from_decoding_equal_teacher_forcing(runtime):
   np.testing.assert_allclose(d.lead[m], lead[m], atol=1e-3)
   np.testing.assert_allclose(d.spread[m], spread[m], rtol=1e-4)
   assert np.isneginf(d.lead[~m]).all()
+
+
+def test_packed_drafts_unpack_to_the_same_checks(runtime):
+  d = runtime.base_drafts["test"]
+  packed = drafts_lib.pack([d.take(np.arange(5)), d.take(np.arange(5, 12))])
+  assert packed["queries"].shape == (d.mask[:12].sum(), runtime.dim)
+  part = drafts_lib.unpack(packed, 3, 9)
+  want = d.take(np.arange(3, 9))
+  for field in drafts_lib.Drafts._fields[1:]:
+    np.testing.assert_array_equal(getattr(part, field), getattr(want, field))
+  np.testing.assert_array_equal(part.queries[part.mask],
+                                want.queries[want.mask])
+  assert not part.queries[~part.mask].any()
+  # zeros off the drafts' positions change no check
+  bank = _random_bank(runtime, 2, 30.0, 2)
+  np.testing.assert_array_equal(
+      drafts_lib.check(runtime.tail, bank, part, runtime._max_new_tokens),  # pylint: disable=protected-access
+      drafts_lib.check(runtime.tail, bank, want, runtime._max_new_tokens))  # pylint: disable=protected-access
+
+
+def test_cached_rephrase_drafts_equal_the_ones_computed_ahead(runtime):
+  # The stream's rephrase drafts come from the runtime's cache; the Editor's
+  # later records get theirs from `prefetch`: the two must agree.
+  i = next(k for k, r in enumerate(runtime.stream) if len(r.rephrases) > 1)
+  cached = runtime._rephrase_drafts(i, pop=False)  # pylint: disable=protected-access
+  store = runtime._reph_store  # pylint: disable=protected-access
+  runtime._reph_store = (store[0][:1], store[1])  # pylint: disable=protected-access
+  try:
+    ahead = runtime._rephrase_drafts(i, pop=True)  # pylint: disable=protected-access
+  finally:
+    runtime._reph_store = store  # pylint: disable=protected-access
+  assert len(cached[0].correct) == min(len(runtime.stream[i].rephrases), 5)
+  for got, want in zip(cached, ahead):
+    for field in ("tokens", "mask", "correct"):
+      np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
+    np.testing.assert_allclose(got.queries[got.mask], want.queries[want.mask],
+                               atol=1e-5)
+
+
+def test_doctests():
+  import doctest
+  assert doctest.testmod(drafts_lib).failed == 0

@@ -14,10 +14,12 @@ def test_urgent_work_runs_before_work_queued_earlier():
   gate, ran = threading.Event(), []
   ahead.submit(lookahead.SOON, gate.wait)          # keeps the thread busy
   soon = ahead.submit(lookahead.SOON, ran.append, "soon")
+  later = ahead.submit(lookahead.NEXT, ran.append, "next")
   urgent = ahead.submit(lookahead.URGENT, ran.append, "urgent")
   gate.set()
-  soon.result(timeout=10), urgent.result(timeout=10)
-  assert ran == ["urgent", "soon"]
+  for f in (soon, later, urgent):
+    f.result(timeout=10)
+  assert ran == ["urgent", "next", "soon"]
 
 
 def test_errors_surface_where_the_result_is_read():

@@ -7,7 +7,7 @@ transformers decoder with the bank inserted by `intercept_methods`.
 """
 import functools
 import time
-from typing import Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +27,7 @@ from patcher_jax.tasks import common
 CHECK_BATCH = 8    # decode batch for checks and post-edit evaluation
 EVAL_BATCH = 64    # decode batch for retention metrics
 REPHRASES = 5      # rephrases checked per edit (the reference's return_view)
+REPHRASE_CHUNK = 512   # stream records whose rephrase drafts one pass makes
 
 
 @functools.lru_cache(maxsize=8)
@@ -144,9 +145,12 @@ class Seq2SeqRuntime:
     self.base_drafts = {name: drafts_lib.Drafts(*(
         arrays[f"base_{name}_{f}"] for f in drafts_lib.Drafts._fields))
                         for name in splits}
+    self._ahead = lookahead.Lookahead()
+    # the stream's rephrase drafts, cached as the queries are (the
+    # Editor's later records get theirs computed ahead, `prefetch`)
+    self._reph_store = self._stream_rephrases(cache_dir, log)
     self.counts = {"certified": 0, "decoded": 0}
     self._reph_drafts = {}   # stream index -> (its block's drafts, rows)
-    self._ahead = lookahead.Lookahead()
     self._pools = common.Pools(self._ahead)   # dropout pools drawn ahead
     self._checked, self._answered = {}, {}   # answers seen (edit_answers)
     self._reph_before = {}   # stream index -> rephrases the base got right
@@ -220,6 +224,52 @@ class Seq2SeqRuntime:
     key = common.records_key("seq2seq-text", self.max_src_len,
                              self._max_new_tokens, list(texts))
     return common.load_or_compute(cache_dir, key, compute, log)["rows"]
+
+  def _stream_rephrases(self, cache_dir, log):
+    """(starts, (gold, base)): the gold and base drafts of every stream
+    record's rephrases (the first REPHRASES), packed (`drafts.pack`; record
+    i's rows are starts[i]:starts[i + 1]), computed once and cached next to
+    the queries: they depend on the base model only, and checking an edit's
+    rephrases reads them."""
+    counts = [len(list(r.rephrases)[:REPHRASES]) for r in self.stream]
+
+    def compute():
+      t0, gold, base = time.perf_counter(), [], []
+      for start in range(0, max(len(self.stream), 1), REPHRASE_CHUNK):
+        stop = min(start + REPHRASE_CHUNK, len(self.stream))
+        g, b = self._rephrase_chunk(range(start, stop))
+        gold.append(g)
+        base.append(b)
+        if log and len(self.stream):
+          log(f"  caching rephrase drafts: {sum(counts[:stop])} of "
+              f"{sum(counts)} ({time.perf_counter() - t0:.0f} s)")
+      return {"starts": np.concatenate([[0], np.cumsum(counts)]),
+              **{f"gold_{k}": v for k, v in drafts_lib.pack(gold).items()},
+              **{f"base_{k}": v for k, v in drafts_lib.pack(base).items()}}
+
+    key = common.records_key("seq2seq-rephrases", REPHRASES, self.max_src_len,
+                             self.max_tgt_len, self._max_new_tokens,
+                             self.stream)
+    arrays = common.load_or_compute(cache_dir, key, compute, None)
+    return arrays["starts"], tuple(
+        {k[len(kind) + 1:]: v for k, v in arrays.items()
+         if k.startswith(kind + "_")} for kind in ("gold", "base"))
+
+  def _rephrase_chunk(self, idxs):
+    """(gold drafts, base drafts) of the rephrases of stream records `idxs`
+    (one row per rephrase, in order): teacher forcing on the background
+    thread while this one decodes."""
+    records, questions = [], []
+    for i in idxs:
+      for q in list(self.stream[i].rephrases)[:REPHRASES]:
+        records.append(self.stream[i])
+        questions.append(q)
+    enc = self._encode_qa([r._replace(input=q)
+                           for r, q in zip(records, questions)])
+    gold_q = self._ahead.submit(lookahead.SOON, self._teacher_forced, enc,
+                                self.batch_size)
+    base = self._base_drafts(records, questions)
+    return self._gold_drafts(records, enc, gold_q.result()), base
 
   def _answer_queries(self, src):
     """(queries [N, T, d], mask [N, T]) along the unedited model's greedy
@@ -455,7 +505,7 @@ class Seq2SeqRuntime:
     the next n records every round, it starts a block when the first is
     missing or half are: blocks of about n / 2, begun n / 2 edits early.
     """
-    idxs = [int(i) for i in idxs]
+    idxs = [int(i) for i in idxs if not self._cached_rephrases(int(i))]
     todo = [i for i in idxs if i not in self._reph_drafts]
     if not todo or (idxs[0] not in todo and 2 * len(todo) < len(idxs)):
       return
@@ -473,28 +523,50 @@ class Seq2SeqRuntime:
                                 self.max_src_len, self.max_tgt_len)
       src = qa_format.encode_sources(self.tokenizer, questions,
                                      self.max_src_len)
-      arrays = self._ahead.submit(
-          lookahead.SOON, lambda: (self._teacher_forced(enc, self.batch_size),
-                                   self._draft_arrays(src)))
+      arrays = self._in_pieces(
+          lambda rows: (self._teacher_forced(_rows_of(enc, rows),
+                                             self.batch_size),
+                        self._draft_arrays(_rows_of(src, rows))),
+          len(questions))
 
       @functools.cache
       def drafts():
-        gold_q, base = arrays.result()
+        gold_q, base = arrays()
         return (self._gold_drafts(records, enc, gold_q),
                 self._finish_base_drafts(records, base))
     owners = np.asarray(owners, int)
     for i in todo:
       self._reph_drafts[i] = (drafts, np.flatnonzero(owners == i))
 
+  def _in_pieces(self, work: Callable[[np.ndarray], Any], n: int):
+    """Run work(rows) in the background over `n` rows, one batch of rows a
+    submission (a pool or a check asked for meanwhile waits for one batch,
+    not a whole block); returns a function that waits for every piece and
+    returns their results concatenated along the rows."""
+    pieces = [self._ahead.submit(lookahead.SOON, work, rows)
+              for rows in np.array_split(np.arange(n),
+                                         -(-n // self.batch_size))]
+    return lambda: jax.tree.map(lambda *a: np.concatenate(a),
+                                *[p.result() for p in pieces])
+
   def _rephrase_drafts(self, i: int, pop: bool):
     """(gold drafts, base drafts) of record i's rephrases (None if it has
     none), waiting for their block if it is under way."""
+    if self._cached_rephrases(i):
+      starts, packed = self._reph_store
+      if starts[i] == starts[i + 1]:
+        return None
+      return tuple(drafts_lib.unpack(p, starts[i], starts[i + 1])
+                   for p in packed)
     if i not in self._reph_drafts:
       self.prefetch([i])
     drafts, rows = (self._reph_drafts.pop(i) if pop  # used once: stays small
                     else self._reph_drafts[i])
     block = drafts()
     return None if block is None else tuple(d.take(rows) for d in block)
+
+  def _cached_rephrases(self, i: int) -> bool:
+    return i < len(self._reph_store[0]) - 1
 
   def prefetch_pool(self, candidates, rng, noise_samples: int
                     ) -> Optional[int]:
@@ -555,12 +627,17 @@ class Seq2SeqRuntime:
       src = qa_format.encode_sources(self.tokenizer, questions,
                                      self.max_src_len)
 
+      answers = self._in_pieces(
+          lambda rows: self._answer_queries(_rows_of(src, rows)),
+          len(questions))
+
+      @functools.cache
       def rows_of_each():   # only the rows are kept, not the block's queries
-        queries, mask = self._answer_queries(src)
+        queries, mask = answers()
         return {int(i): (queries[owners == i][mask[owners == i]],
                          mask[owners == i].sum(-1))
                 for i in np.unique(owners)}
-      block = self._ahead.submit(lookahead.SOON, rows_of_each)
+      block = rows_of_each
     for i in idxs:
       self._negatives[(i, per_relation)] = block
 
@@ -577,7 +654,7 @@ class Seq2SeqRuntime:
     if key not in self._negatives:
       self._start_negatives([int(i)], per_relation)
     block = self._negatives.pop(key)
-    found = None if block is None else block.result().get(int(i))
+    found = None if block is None else block().get(int(i))
     if found is None:
       return np.zeros((0, self.dim), np.float32), []
     rows, counts = found
@@ -622,7 +699,7 @@ class Seq2SeqRuntime:
           bank, None if not len(rest) else {k: v[rest] for k, v in src.items()},
           CHECK_BATCH)
 
-    part = (self._ahead.submit(lookahead.SOON, model_part) if background
+    part = (self._ahead.submit(lookahead.NEXT, model_part) if background
             else None)
     done = model_part() if part is None else None
 
@@ -690,6 +767,10 @@ class Seq2SeqRuntime:
     return float(np.mean(self._correct(bank, [self.stream[i] for i in idxs],
                                        self._stream_drafts(idxs, edited=True),
                                        batch=EVAL_BATCH)))
+
+
+def _rows_of(arrays: Dict[str, np.ndarray], rows) -> Dict[str, np.ndarray]:
+  return {k: v[rows] for k, v in arrays.items()}
 
 
 @functools.lru_cache(maxsize=8)
