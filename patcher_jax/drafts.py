@@ -209,8 +209,8 @@ def check(tail: Tail, bank: PatchBank, drafts: Drafts, max_new_tokens: int,
   Each row is first tried with the cheap certificate (`head_norm`: the
   largest row norm of the LM head; inf skips it), then through the head.
   Rows go by length in chunks of a power of two (at most `chunk`) cropped to
-  their longest draft rounded up to 8 positions: a few compiled shapes, and
-  the head runs on few padding positions.
+  their longest draft rounded up to WIDTH_STEP positions: a few compiled
+  shapes, and the head runs on few padding rows and positions.
   """
   n = drafts.tokens.shape[0]
   out = np.full(n, -1, np.int8)
@@ -223,7 +223,7 @@ def check(tail: Tail, bank: PatchBank, drafts: Drafts, max_new_tokens: int,
       continue   # no lead known (e.g. gold drafts): the bound cannot hold
     held = []
     for rows, width in _chunks(lengths, todo, chunk, drafts.tokens.shape[1]):
-      pad = _padder(rows, width, min(chunk, _bucket(len(rows))))
+      pad = _padder(rows, width, min(chunk, _bucket(len(rows), lo=1)))
       if exact:
         ok = holds(tail, bank, pad(drafts.queries), pad(drafts.tokens),
                    pad(drafts.mask), margin=margin)

@@ -562,11 +562,10 @@ def _next_mistake(runtime, bank, order, prog: Progress, slot: int,
   while prog.cursors[slot] < len(order):
     start = prog.cursors[slot]
     window = order[start:start + config.check_window]
-    wrong = runtime.mistakes(bank, window)
-    if not wrong.any():
+    offset = _first_mistake(runtime, bank, window)
+    if offset is None:
       prog.cursors[slot] += len(window)
       continue
-    offset = int(np.argmax(wrong))
     prog.cursors[slot] = start + offset
     idx = int(window[offset])
     key = _pool_key(base_key, fold, start)
@@ -579,6 +578,23 @@ def _next_mistake(runtime, bank, order, prog: Progress, slot: int,
       continue
     return idx, task
   prog.finished[slot] = True
+  return None
+
+
+def _first_mistake(runtime, bank, window) -> Optional[int]:
+  """Offset in `window` of the first record the patched model gets wrong
+  (None: none). A runtime whose checks cost by the row (`checks_by_row`:
+  a seq2seq head spans the vocabulary) checks the first record alone, then
+  the rest: the stream's records are mostly mistakes."""
+  parts = [window]
+  if getattr(runtime, "checks_by_row", False) and len(window) > 1:
+    parts = [window[:1], window[1:]]
+  seen = 0
+  for part in parts:
+    wrong = runtime.mistakes(bank, part)
+    if wrong.any():
+      return seen + int(np.argmax(wrong))
+    seen += len(part)
   return None
 
 

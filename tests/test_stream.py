@@ -305,3 +305,33 @@ def test_subject_negatives_of_the_edit_only_leave_memory_alone(runtime):
   for name in ("memory", "val_memory"):
     a, b = getattr(own["state"], name), getattr(plain["state"], name)
     assert int(a.size[0]) == int(b.size[0])
+
+
+class _FakeChecks:
+  """A runtime's `mistakes` over fixed answers, recording the rows asked."""
+
+  def __init__(self, wrong, by_row):
+    self.wrong, self.checks_by_row, self.asked = np.asarray(wrong), by_row, []
+
+  def mistakes(self, bank, idxs):
+    del bank
+    self.asked.append(list(idxs))
+    return self.wrong[np.asarray(idxs, int)]
+
+
+@pytest.mark.parametrize("by_row", [False, True])
+@pytest.mark.parametrize("wrong,window,want", [
+    ([1, 0, 1, 0], [0, 1, 2, 3], 0),
+    ([0, 0, 1, 0], [0, 1, 2, 3], 2),
+    ([0, 0, 0, 0], [0, 1, 2, 3], None),
+    ([0, 1, 0, 0], [1], 0),
+    ([0, 0, 0, 1], [3, 2], 0),
+])
+def test_first_mistake_is_the_first_wrong_record_either_way(wrong, window,
+                                                            want, by_row):
+  fake = _FakeChecks(wrong, by_row)
+  assert stream._first_mistake(fake, None, np.asarray(window)) == want  # pylint: disable=protected-access
+  if by_row and len(window) > 1:
+    assert fake.asked[0] == window[:1]     # the likeliest mistake alone
+  else:
+    assert fake.asked == [window]

@@ -11,7 +11,9 @@ Both runtimes answer the same calls (duck-typed): `mistakes(bank, idxs)`,
 (the Editor): `add_to_stream(records)` and `predict(bank, texts)`.
 Optional (the seq2seq runtime): `negative_rows(i, per_relation)` and
 `prefetch_negatives(idxs, per_relation)`, the subject negatives of a
-record (data/geo/negatives.py; `StreamConfig.subject_negatives`).
+record (data/geo/negatives.py; `StreamConfig.subject_negatives`), and
+`checks_by_row` (True: a check costs by the row, so the stream checks the
+first record of a window alone before the rest; seq2seq and lm_* runtimes).
 """
 import os
 

@@ -124,6 +124,7 @@ class LMFactsRuntime:
   """
 
   max_neurons = 16
+  checks_by_row = True   # a check runs the LM head (stream._first_mistake)
 
   def __init__(self, model, params, tokenizer, stream: Sequence[Record],
                train_sub: Sequence[Record], test: Sequence[Record],

@@ -81,6 +81,9 @@ class Seq2SeqRuntime:
   # encoder runs k times (0: once, no dropout), the decoder per sample
   # (bart.decoder_noisy_queries).
   pool_encoder_samples = None
+  # Checking an answer runs the vocabulary head at its positions: the
+  # stream checks the likeliest next mistake alone first (stream.py).
+  checks_by_row = True
 
   def __init__(self, model, params, tokenizer, stream: Sequence[Record],
                train_sub: Sequence[Record], test: Sequence[Record],
