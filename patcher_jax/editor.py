@@ -219,12 +219,14 @@ def fit_slots(task: EditTask) -> Optional[EditTask]:
   Example:
     task = fit_slots(make_edit_task(tail, bank, q, y, m, max_neurons=8))
   """
-  used = int(np.asarray(task.neuron_mask).sum())   # a prefix mask
+  mask = np.asarray(task.neuron_mask)
+  used = int(mask.sum())   # a prefix mask
   if not used:
     return None
-  slots = min(task.neuron_mask.shape[-1], 1 << (used - 1).bit_length())
-  return task._replace(neuron_pos=task.neuron_pos[..., :slots],
-                       neuron_mask=task.neuron_mask[..., :slots])
+  slots = min(mask.shape[-1], 1 << (used - 1).bit_length())
+  # cut on the host: a device slice compiles once per shape
+  return task._replace(neuron_pos=np.asarray(task.neuron_pos)[..., :slots],
+                       neuron_mask=mask[..., :slots])
 
 
 def task_width(num_positions: int, total: int, floor: int = 4) -> int:
