@@ -10,8 +10,8 @@ tokenizers out of the submitted work: HF fast tokenizers are not for
 concurrent use.
 """
 import concurrent.futures
+import heapq
 import itertools
-import queue
 import threading
 from typing import Any, Callable, Optional
 
@@ -31,7 +31,8 @@ class Lookahead:
   """
 
   def __init__(self):
-    self._queue = queue.PriorityQueue()
+    self._heap = []        # (priority, order, future, fn, args)
+    self._ready = threading.Condition()
     self._order = itertools.count()
     self._thread: Optional[threading.Thread] = None
     self._lock = threading.Lock()
@@ -41,9 +42,23 @@ class Lookahead:
     """Run fn(*args) in the background; its result (or error) comes through
     the returned future."""
     future = concurrent.futures.Future()
-    self._queue.put((priority, next(self._order), future, fn, args))
+    with self._ready:
+      heapq.heappush(self._heap, (priority, next(self._order), future, fn,
+                                  args))
+      self._ready.notify()
     self._start()
     return future
+
+  def wait(self, future: concurrent.futures.Future) -> Any:
+    """`future.result()`; meanwhile this thread runs queued URGENT calls
+    itself, so when the background thread is behind both cores do the most
+    urgent work (the calls are pure: the same results wherever they run)."""
+    while not future.done():
+      item = self._pop(URGENT, block=False)
+      if item is None:
+        break
+      _run(item)
+    return future.result()
 
   def _start(self) -> None:
     with self._lock:
@@ -53,12 +68,26 @@ class Lookahead:
                                         name="patcher_jax-lookahead")
         self._thread.start()
 
+  def _pop(self, at_most: int = SOON, block: bool = True):
+    """The most urgent queued call of priority <= `at_most` (None if none
+    and not `block`)."""
+    with self._ready:
+      while block and not self._heap:
+        self._ready.wait()
+      if self._heap and self._heap[0][0] <= at_most:
+        return heapq.heappop(self._heap)
+      return None
+
   def _work(self) -> None:
     while True:
-      _, _, future, fn, args = self._queue.get()
-      if not future.set_running_or_notify_cancel():
-        continue
-      try:
-        future.set_result(fn(*args))
-      except BaseException as e:  # pylint: disable=broad-except
-        future.set_exception(e)    # raised where the result is read
+      _run(self._pop())
+
+
+def _run(item) -> None:
+  _, _, future, fn, args = item
+  if not future.set_running_or_notify_cancel():   # cancelled meanwhile
+    return
+  try:
+    future.set_result(fn(*args))
+  except BaseException as e:  # pylint: disable=broad-except
+    future.set_exception(e)    # raised where the result is read

@@ -1,5 +1,6 @@
 """The lookahead thread and the pools drawn ahead (tasks/common.Pools)."""
 import threading
+import time
 
 import jax
 import numpy as np
@@ -41,8 +42,25 @@ def test_a_right_guess_is_drawn_ahead_and_equals_drawing_in_place():
   pools = common.Pools(lookahead.Lookahead())
   key = jax.random.PRNGKey(3)
   pools.start(7, key, 4, _draw(calls))
+  deadline = time.time() + 10
+  while not calls and time.time() < deadline:   # the draw has begun
+    time.sleep(0.01)
   got = pools.get(7, key, 4, _draw(calls))
   assert calls == ["patcher_jax-lookahead"]
+  np.testing.assert_array_equal(got, _draw([])(key))
+
+
+def test_a_guess_still_queued_is_drawn_in_place_instead():
+  calls, gate = [], threading.Event()
+  ahead = lookahead.Lookahead()
+  ahead.submit(lookahead.URGENT, gate.wait)          # the other core is busy
+  pools = common.Pools(ahead)
+  key = jax.random.PRNGKey(3)
+  pools.start(7, key, 4, _draw(calls))
+  got = pools.get(7, key, 4, _draw(calls))
+  gate.set()
+  ahead.submit(lookahead.SOON, lambda: None).result(timeout=10)
+  assert calls == [threading.current_thread().name]   # drawn once, here
   np.testing.assert_array_equal(got, _draw([])(key))
 
 
@@ -61,3 +79,19 @@ def test_first_base_mistake():
   wrong = np.array([False, True, False, True])
   assert common.first_base_mistake([2, 3, 1], wrong) == 3
   assert common.first_base_mistake([0, 2], wrong) is None
+
+
+def test_a_waiting_thread_runs_queued_urgent_work_itself():
+  ran, gate = [], threading.Event()
+  ahead = lookahead.Lookahead()
+  ahead.submit(lookahead.URGENT, gate.wait)           # the other core is busy
+  here = lambda name: ran.append((name, threading.current_thread().name))
+  first = ahead.submit(lookahead.URGENT, here, "first")
+  later = ahead.submit(lookahead.SOON, here, "later")  # not urgent: left
+  wanted = ahead.submit(lookahead.URGENT, here, "wanted")
+  ahead.wait(wanted)
+  me = threading.current_thread().name
+  assert ran == [("first", me), ("wanted", me)] and first.done()
+  gate.set()
+  later.result(timeout=10)
+  assert ran[-1] == ("later", "patcher_jax-lookahead")

@@ -157,7 +157,8 @@ class Pools:
   """Dropout pools of edit inputs drawn ahead of need on the lookahead
   thread (lookahead.py), by (record, key, size): a runtime starts the pool
   of the stream's likeliest next mistake, and `edit_task` takes it if the
-  guess was right (else draws in place: the same arrays either way).
+  guess was right and the draw has begun (else draws in place: the same
+  arrays either way).
 
   Example:
     pools = Pools(lookahead.Lookahead())
@@ -184,7 +185,11 @@ class Pools:
 
   def get(self, i: int, rng, size: int, draw: Callable) -> np.ndarray:
     guess = self._futures.pop(self._tag(i, rng, size), None)
-    return guess.result() if guess is not None else draw(rng)
+    if guess is not None and not guess.cancel():   # drawn, or being drawn
+      return self._ahead.wait(guess)
+    # not guessed, or still queued behind other work (the other core is
+    # busy): drawn here, so both cores draw pools
+    return draw(rng)
 
 
 def first_base_mistake(candidates, base_wrong: np.ndarray) -> Optional[int]:
