@@ -157,8 +157,7 @@ class Pools:
   """Dropout pools of edit inputs drawn ahead of need on the lookahead
   thread (lookahead.py), by (record, key, size): a runtime starts the pool
   of the stream's likeliest next mistake, and `edit_task` takes it if the
-  guess was right and the draw has begun (else draws in place: the same
-  arrays either way).
+  guess was right (else draws in place: the same arrays either way).
 
   Example:
     pools = Pools(lookahead.Lookahead())
@@ -185,11 +184,9 @@ class Pools:
 
   def get(self, i: int, rng, size: int, draw: Callable) -> np.ndarray:
     guess = self._futures.pop(self._tag(i, rng, size), None)
-    if guess is not None and not guess.cancel():   # drawn, or being drawn
-      return self._ahead.wait(guess)
-    # not guessed, or still queued behind other work (the other core is
-    # busy): drawn here, so both cores draw pools
-    return draw(rng)
+    # a guess still queued is drawn by this thread while it waits
+    # (`Lookahead.wait`): both cores draw pools when the other is behind
+    return self._ahead.wait(guess) if guess is not None else draw(rng)
 
 
 def first_base_mistake(candidates, base_wrong: np.ndarray) -> Optional[int]:

@@ -234,7 +234,8 @@ class Seq2SeqRuntime:
     i's rows are starts[i]:starts[i + 1]), computed once and cached next to
     the queries: they depend on the base model only, and checking an edit's
     rephrases reads them."""
-    counts = [len(list(r.rephrases)[:REPHRASES]) for r in self.stream]
+    owners = np.asarray(self._rephrase_rows(range(len(self.stream)))[0], int)
+    counts = np.bincount(owners, minlength=len(self.stream))
 
     def compute():
       t0, gold, base = time.perf_counter(), [], []
@@ -258,15 +259,22 @@ class Seq2SeqRuntime:
         {k[len(kind) + 1:]: v for k, v in arrays.items()
          if k.startswith(kind + "_")} for kind in ("gold", "base"))
 
+  def _rephrase_rows(self, idxs):
+    """(owners, questions): one row per checked rephrase (the first
+    REPHRASES) of stream records `idxs`, in order, and its record."""
+    owners, questions = [], []
+    for i in idxs:
+      reph = list(self.stream[i].rephrases)[:REPHRASES]
+      owners.extend([i] * len(reph))
+      questions.extend(reph)
+    return owners, questions
+
   def _rephrase_chunk(self, idxs):
     """(gold drafts, base drafts) of the rephrases of stream records `idxs`
     (one row per rephrase, in order): teacher forcing on the background
     thread while this one decodes."""
-    records, questions = [], []
-    for i in idxs:
-      for q in list(self.stream[i].rephrases)[:REPHRASES]:
-        records.append(self.stream[i])
-        questions.append(q)
+    owners, questions = self._rephrase_rows(idxs)
+    records = [self.stream[i] for i in owners]
     enc = self._encode_qa([r._replace(input=q)
                            for r, q in zip(records, questions)])
     gold_q = self._ahead.submit(lookahead.SOON, self._teacher_forced, enc,
@@ -512,11 +520,7 @@ class Seq2SeqRuntime:
     todo = [i for i in idxs if i not in self._reph_drafts]
     if not todo or (idxs[0] not in todo and 2 * len(todo) < len(idxs)):
       return
-    owners, questions = [], []
-    for i in todo:
-      reph = list(self.stream[i].rephrases)[:REPHRASES]
-      owners.extend([i] * len(reph))
-      questions.extend(reph)
+    owners, questions = self._rephrase_rows(todo)
     drafts = lambda: None
     if questions:
       records = [self.stream[i] for i in owners]
