@@ -72,6 +72,10 @@ flags.DEFINE_integer("max_neurons", None, "Neurons per edit at most, one per "
                      "wrong answer token (zsRE). Default: 5 in parity mode "
                      "(the reference's), 16 in fast mode (long answers "
                      "otherwise cannot be fixed).")
+flags.DEFINE_float("neuron_margin", None, "Answer tokens the model gets right "
+                   "by less than this logit lead get a neuron too (0: wrong "
+                   "tokens only, the reference's rule). Default: the task's "
+                   "(configs; zsRE 2).")
 flags.DEFINE_integer("pool", None, "Fast mode: dropout samples of each edit "
                      "input whose pre-activations join the activation and "
                      "memory losses (more generality; 0: none, the earlier "
@@ -281,6 +285,7 @@ def main(argv):
       num_edits=FLAGS.num_edits, num_folds=FLAGS.num_folds, seed=FLAGS.seed,
       **configs.stream_settings(FLAGS.task, FLAGS.mode,
                                 max_neurons=FLAGS.max_neurons,
+                                neuron_margin=FLAGS.neuron_margin,
                                 noise_samples=FLAGS.pool,
                                 subject_negatives=FLAGS.subject_negatives,
                                 negatives_in_memory=FLAGS.negatives_in_memory),

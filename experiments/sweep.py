@@ -41,6 +41,7 @@ flags.DEFINE_string("neuron_act", None, "lm_* tasks: the neurons' "
 
 
 POOL_KEYS = {"pool": int, "word_drop": float, "pool_dropout": bool,
+             "neuron_margin": float,
              "encoder_samples": int}
 
 
@@ -97,6 +98,7 @@ def main(argv):
     config = parse_setting(text, configs.get(FLAGS.task, FLAGS.mode))
     settings = configs.stream_settings(FLAGS.task, FLAGS.mode)
     pool = parse_pool(text, {"pool": settings.pop("noise_samples"),
+                             "neuron_margin": settings.pop("neuron_margin"),
                              "word_drop": 0.0, "pool_dropout": True,
                              "encoder_samples": -1})
     runtime.pool_word_drop = pool["word_drop"]
@@ -109,6 +111,7 @@ def main(argv):
                      stream.StreamConfig(
                          num_edits=FLAGS.num_edits, seed=FLAGS.seed,
                          checkpoint_every=0, noise_samples=pool["pool"],
+                         neuron_margin=pool["neuron_margin"],
                          **settings),
                      log=lambda *_: None)
     summary = metrics.summarize(out["records"], out["folds"])

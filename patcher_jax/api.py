@@ -270,7 +270,8 @@ class Editor:
     if bool(self.runtime.mistakes(self.bank, [i])[0]):
       task = self.runtime.edit_task(self.bank, i, key,
                                     self.settings["noise_samples"],
-                                    self.settings["max_neurons"])
+                                    self.settings["max_neurons"],
+                                    self.settings.get("neuron_margin", 0.0))
     neurons, steps, success = 0, 0, None
     negatives = self.settings.get("subject_negatives", 0)
     if task is not None and negatives and hasattr(self.runtime,

@@ -173,20 +173,27 @@ def make_optimizer(config: EditConfig) -> optax.GradientTransformation:
 
 
 def wrong_positions(tail: Tail, bank: PatchBank, queries, targets,
-                    target_mask) -> chex.Array:
-  """[P] positions the patched model gets wrong (teacher forced, eval)."""
+                    target_mask, margin: float = 0.0) -> chex.Array:
+  """[P] positions the patched model gets wrong (teacher forced, eval), or,
+  with `margin` > 0, gets right by less than `margin`."""
   delta = patch_lib.bank_output(bank, queries, tail.act)
-  return tail_lib.tail_objective(tail, queries, delta, jax.random.PRNGKey(0),
-                                 False, targets, target_mask)[1]
+  _, wrong, unsure = tail_lib.tail_objective(
+      tail, queries, delta, jax.random.PRNGKey(0), False, targets,
+      target_mask, margin)
+  return unsure if margin > 0 else wrong
 
 
 def make_edit_task(tail: Tail, bank: PatchBank, queries, targets, target_mask,
-                   *, noisy_queries=None, max_neurons: int = 1) -> EditTask:
+                   *, noisy_queries=None, max_neurons: int = 1,
+                   neuron_margin: float = 0.0) -> EditTask:
   """Cache what an edit needs; one neuron per wrong position, at most n.
 
   Neurons go to the first `max_neurons` wrong positions, in order (the
-  reference's `select_index`). If teacher forcing finds nothing wrong, the task
-  has no neuron (`neuron_mask` all False): callers should skip it.
+  reference's `select_index`). With `neuron_margin` > 0, positions the model
+  gets right by less than that margin get one too, after the wrong ones: a
+  barely right token is where a rephrase of the input goes wrong. If teacher
+  forcing finds nothing wrong, the task has no neuron (`neuron_mask` all
+  False): callers should skip it.
   """
   queries = jnp.asarray(queries)
   targets = jnp.asarray(targets, jnp.int32)
@@ -195,12 +202,18 @@ def make_edit_task(tail: Tail, bank: PatchBank, queries, targets, target_mask,
     noisy_queries = queries[None]
   wrong = wrong_positions(tail, bank, queries, targets, target_mask)
   p = queries.shape[0]
-  # stable order of wrong positions first
-  order = jnp.argsort(~wrong, stable=True)
+  # wrong positions first, then (with a margin) the barely right ones; each
+  # group in position order
+  unsure = wrong
+  if neuron_margin > 0:
+    unsure = wrong | wrong_positions(tail, bank, queries, targets,
+                                     target_mask, neuron_margin)
+  order = jnp.lexsort((jnp.arange(p), ~unsure, ~wrong))
   pos = order[:max_neurons] if max_neurons <= p else jnp.pad(
       order, (0, max_neurons - p))
-  n_wrong = jnp.sum(wrong.astype(jnp.int32))
-  neuron_mask = jnp.arange(max_neurons) < n_wrong
+  # no wrong position: no neuron (a barely right edit is not a mistake)
+  n_need = jnp.where(jnp.any(wrong), jnp.sum(unsure.astype(jnp.int32)), 0)
+  neuron_mask = jnp.arange(max_neurons) < n_need
   pos = jnp.where(neuron_mask, pos, 0).astype(jnp.int32)
   return EditTask(
       queries=queries,

@@ -40,6 +40,8 @@ class StreamConfig(NamedTuple):
   noise_samples: int = 0           # dropout pool per edit (parity: 64)
   max_neurons: int = 5             # per edit, one per wrong token (seq2seq);
                                    # the reference keeps the first 5
+  neuron_margin: float = 0.0       # tokens right by less than this get a
+                                   # neuron too (0: wrong ones only)
   reference_memory: bool = False   # the reference's duplicated memory rows
   memory_copies: int = 8           # ... as many copies as it trains on
   subject_negatives: int = 0       # questions per other relation of the
@@ -575,7 +577,8 @@ def _next_mistake(runtime, bank, order, prog: Progress, slot: int,
     idx = int(window[offset])
     key = _pool_key(base_key, fold, start)
     task = runtime.edit_task(bank, idx, key, config.noise_samples,
-                             _neurons_per_edit(runtime, config))
+                             _neurons_per_edit(runtime, config),
+                             config.neuron_margin)
     if task is None:   # generation wrong but teacher forcing right: skip
       prog.skipped.append({"fold": fold, "stream_index": idx,
                            "id": runtime.stream[idx].id})

@@ -48,11 +48,12 @@ def test_task_settings_come_from_one_place():
 def test_stream_settings():
   assert configs.stream_settings("zsre", "parity") == dict(
       noise_samples=64, reference_memory=True, max_neurons=5,
-      subject_negatives=0, negatives_in_memory=True)
+      subject_negatives=0, negatives_in_memory=True, neuron_margin=0.0)
   assert configs.stream_settings("zsre") == dict(
       noise_samples=16, reference_memory=False, max_neurons=16,
-      subject_negatives=1, negatives_in_memory=True)
+      subject_negatives=1, negatives_in_memory=True, neuron_margin=2.0)
   assert configs.stream_settings("fever")["subject_negatives"] == 0
+  assert configs.stream_settings("fever")["neuron_margin"] == 0.0
   assert configs.stream_settings("zsre", max_neurons=None)["max_neurons"] == 16
   assert configs.stream_settings("zsre", max_neurons=3)["max_neurons"] == 3
 

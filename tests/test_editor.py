@@ -166,6 +166,43 @@ def test_neuron_positions_are_first_wrong_positions(tiny_bart):
   assert not bool(none.neuron_mask.any())
 
 
+def _position_leads(t):
+  """Tiny BART row 1: predictions [5], each position's lead of its top
+  logit over the runner-up, the decoder queries and the tail."""
+  logits, q = bart.forward(t.model, t.params, *t.batch())
+  top2 = jax.lax.top_k(logits[1], 2)[0]
+  return (jnp.argmax(logits[1], -1), np.asarray(top2[:, 0] - top2[:, 1]),
+          q[1], bart.make_tail(t.config, t.params))
+
+
+@pytest.mark.parametrize("margin,max_neurons,wrong,expect", [
+    ("none", 5, True, "wrong"),          # margin 0: the reference's rule
+    ("one", 5, True, "wrong+least"),     # + the barely right position
+    ("all", 5, True, "wrong+rest"),      # every position, wrong ones first
+    ("all", 2, True, "wrong+first"),     # capped: wrong, then in order
+    ("all", 5, False, "nothing"),        # nothing wrong: not an edit
+])
+def test_neuron_margin_adds_barely_right_positions(tiny_bart, margin,
+                                                   max_neurons, wrong,
+                                                   expect):
+  pred, lead, q, tail = _position_leads(tiny_bart)
+  targets = pred.at[3].set((pred[3] + 1) % 120) if wrong else pred
+  right = [p for p in range(5) if p != 3]
+  by_lead = sorted(right, key=lambda p: lead[p])
+  value = {"none": 0.0, "all": float(lead.max()) + 1.0,
+           # between the smallest and the next lead of the right positions
+           "one": float(lead[by_lead[0]] + lead[by_lead[1]]) / 2}[margin]
+  task = pj.make_edit_task(tail, pj.init_bank(4, 32), q, targets,
+                           jnp.ones(5, bool), max_neurons=max_neurons,
+                           neuron_margin=value)
+  want = {"wrong": [3], "wrong+least": [3, by_lead[0]],
+          "wrong+rest": [3] + right, "wrong+first": [3, right[0]],
+          "nothing": []}[expect]
+  used = int(task.neuron_mask.sum())
+  assert task.neuron_mask.tolist()[:used] == [True] * used
+  assert task.neuron_pos[:used].tolist() == want
+
+
 def test_plateau_rule_matches_torch_semantics():
   config = pj.EditConfig()
   p = editor._Plateau(jnp.asarray(jnp.inf), jnp.asarray(0))

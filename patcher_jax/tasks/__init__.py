@@ -2,7 +2,7 @@
 and the checks a sequential-editing stream asks for.
 
 Both runtimes answer the same calls (duck-typed): `mistakes(bank, idxs)`,
-`edit_task(bank, i, rng, noise_samples, max_neurons)`, `after_edit(bank, i)`,
+`edit_task(bank, i, rng, noise_samples, max_neurons, neuron_margin)`, `after_edit(bank, i)`,
 `memory_rows(i, copies)`, `accuracy(bank, split)`,
 `split_correct(bank, split)`, `stream_accuracy(bank, idxs)`,
 `rephrases_before(i)` (the unedited model on record i's rephrases),

@@ -141,7 +141,7 @@ class ClassificationRuntime:
     return ~self.correct(bank, self.q_stream[idxs], self.y_stream[idxs])
 
   def edit_task(self, bank, i: int, rng, noise_samples: int = 0,
-                max_neurons: int = 1):
+                max_neurons: int = 1, neuron_margin: float = 0.0):
     """The cached inputs of editing stream record i (None: nothing to fix)."""
     noisy = None
     if noise_samples:
@@ -150,7 +150,8 @@ class ClassificationRuntime:
     task = _make_edit_task(
         self.tail, bank, self.q_stream[i:i + 1],
         self.y_stream[i:i + 1], np.ones(1, bool), noisy_queries=noisy,
-        max_neurons=min(max_neurons, self.max_neurons))
+        max_neurons=min(max_neurons, self.max_neurons),
+        neuron_margin=neuron_margin)
     return task if bool(task.neuron_mask.any()) else None
 
   def prefetch_pool(self, candidates, rng, noise_samples: int
@@ -252,4 +253,4 @@ def _augment_fn(word_drop: float, dropout: bool):
 
 # One compile per task shape instead of op-by-op dispatch on every edit.
 _make_edit_task = jax.jit(editor.make_edit_task,
-                          static_argnames=("max_neurons",))
+                          static_argnames=("max_neurons", "neuron_margin"))

@@ -354,7 +354,7 @@ class LMFactsRuntime:
                           self.base["stream"])
 
   def edit_task(self, bank, i: int, rng, noise_samples: int = 0,
-                max_neurons: int = 5):
+                max_neurons: int = 5, neuron_margin: float = 0.0):
     """The edit of stream record i, with a pool of `noise_samples` variants
     of its prompt with hidden words (no dropout in a Llama); None if teacher
     forcing finds nothing wrong."""
@@ -367,7 +367,8 @@ class LMFactsRuntime:
     task = _make_edit_task(
         self.tail, bank, self.q_stream[i][:width],
         self.enc["stream"]["ans"][i][:width], mask[:width],
-        noisy_queries=noisy, max_neurons=min(max_neurons, width))
+        noisy_queries=noisy, max_neurons=min(max_neurons, width),
+        neuron_margin=neuron_margin)
     return editor.fit_slots(task)
 
   def prefetch_pool(self, candidates, rng, noise_samples: int
@@ -491,4 +492,4 @@ def _concat_encoded(a: Encoded, b: Encoded) -> Encoded:
 
 
 _make_edit_task = jax.jit(editor.make_edit_task,
-                          static_argnames=("max_neurons",))
+                          static_argnames=("max_neurons", "neuron_margin"))

@@ -483,7 +483,7 @@ class Seq2SeqRuntime:
     return ~right
 
   def edit_task(self, bank, i: int, rng, noise_samples: int = 0,
-                max_neurons: int = 5):
+                max_neurons: int = 5, neuron_margin: float = 0.0):
     """Cached inputs of editing stream record i; None if teacher forcing
     finds no wrong token (generation and teacher forcing can disagree)."""
     enc = self.stream_qa
@@ -499,7 +499,7 @@ class Seq2SeqRuntime:
         self.tail, bank, self.q_stream[i][:width], enc["labels"][i][:width],
         mask[:width], noisy_queries=noisy,
         # at most one neuron per position: width-4 tasks need only 4 slots
-        max_neurons=min(max_neurons, width))
+        max_neurons=min(max_neurons, width), neuron_margin=neuron_margin)
     # Slots for the neurons this edit needs (most need one or two): every
     # step scans the memory once per slot, used or not.
     return editor.fit_slots(task)
@@ -804,4 +804,4 @@ def _decoder_pool_fn(encoder_samples: int):
 
 # One compile per task shape instead of op-by-op dispatch on every edit.
 _make_edit_task = jax.jit(editor.make_edit_task,
-                          static_argnames=("max_neurons",))
+                          static_argnames=("max_neurons", "neuron_margin"))
