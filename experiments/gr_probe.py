@@ -26,6 +26,8 @@ flags.DEFINE_integer("num_edits", 100, "Edits.")
 flags.DEFINE_string("settings", "", "EditConfig overrides (as sweep.py).")
 flags.DEFINE_integer("seed", 0, "Stream seed.")
 flags.DEFINE_integer("pool", 16, "Pool samples per edit (0: none).")
+flags.DEFINE_float("neuron_margin", 2.0, "Barely right tokens get a neuron "
+                   "too (StreamConfig.neuron_margin; zsRE's default).")
 flags.DEFINE_float("word_drop", 0.0, "Pool: hide input words (0: dropout).")
 flags.DEFINE_bool("pool_dropout", True, "Pool: dropout on.")
 flags.DEFINE_string("json", None, "Write per-edit rows here.")
@@ -72,7 +74,8 @@ def main(argv):
     if not rt.mistakes(bank, [idx])[0]:
       continue
     k = jax.random.fold_in(key, e)
-    task = rt.edit_task(bank, int(idx), k, FLAGS.pool, 16)
+    task = rt.edit_task(bank, int(idx), k, FLAGS.pool, 16,
+                        FLAGS.neuron_margin)
     if task is None:
       continue
     new_bank, st = edit_fn(rt.tail, bank, task, mem, mem, k, e, config=config)
@@ -95,7 +98,7 @@ def main(argv):
       held_out = j >= len(reph) - 2
       wrong = np.asarray(editor.wrong_positions(
           rt.tail, new_bank, qr[j], enc["labels"][j][:w],
-          enc["label_mask"][j][:w].astype(bool)))
+          enc["label_mask"][j][:w].astype(bool))[0])
       if right[j]:
         cls = "ok"
       elif not wrong.any():

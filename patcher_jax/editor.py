@@ -173,14 +173,12 @@ def make_optimizer(config: EditConfig) -> optax.GradientTransformation:
 
 
 def wrong_positions(tail: Tail, bank: PatchBank, queries, targets,
-                    target_mask, margin: float = 0.0) -> chex.Array:
-  """[P] positions the patched model gets wrong (teacher forced, eval), or,
-  with `margin` > 0, gets right by less than `margin`."""
+                    target_mask, margin: float = 0.0):
+  """([P] positions the patched model gets wrong (teacher forced, eval),
+  [P] those wrong or right by less than `margin`), in one pass."""
   delta = patch_lib.bank_output(bank, queries, tail.act)
-  _, wrong, unsure = tail_lib.tail_objective(
-      tail, queries, delta, jax.random.PRNGKey(0), False, targets,
-      target_mask, margin)
-  return unsure if margin > 0 else wrong
+  return tail_lib.tail_objective(tail, queries, delta, jax.random.PRNGKey(0),
+                                 False, targets, target_mask, margin)[1:]
 
 
 def make_edit_task(tail: Tail, bank: PatchBank, queries, targets, target_mask,
@@ -200,14 +198,11 @@ def make_edit_task(tail: Tail, bank: PatchBank, queries, targets, target_mask,
   target_mask = jnp.asarray(target_mask, bool)
   if noisy_queries is None:
     noisy_queries = queries[None]
-  wrong = wrong_positions(tail, bank, queries, targets, target_mask)
+  wrong, unsure = wrong_positions(tail, bank, queries, targets, target_mask,
+                                  neuron_margin)
   p = queries.shape[0]
   # wrong positions first, then (with a margin) the barely right ones; each
   # group in position order
-  unsure = wrong
-  if neuron_margin > 0:
-    unsure = wrong | wrong_positions(tail, bank, queries, targets,
-                                     target_mask, neuron_margin)
   order = jnp.lexsort((jnp.arange(p), ~unsure, ~wrong))
   pos = order[:max_neurons] if max_neurons <= p else jnp.pad(
       order, (0, max_neurons - p))
