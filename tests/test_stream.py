@@ -53,6 +53,23 @@ def test_stream_edits_only_mistakes(runtime):
   assert s["ER"] == pytest.approx(np.mean(~runtime.mistakes(bank, edited)))
 
 
+def test_edit_records_carry_the_models_answers(runtime):
+  """edits.jsonl's answers before and after each edit are what the model
+  answers with the bank right before and right after it."""
+  out = _run(runtime, num_edits=6)
+  bank = jax.tree.map(lambda a: a[0], out["state"].bank)
+  for r in out["records"]:
+    i = [r["stream_index"]]
+    assert r["answer_before"] == runtime.answers(
+        bank_after(bank, r["edit"] - 1), i)[0]
+    assert r["answer_after"] == runtime.answers(
+        bank_after(bank, r["edit"]), i)[0]
+  # read off the edit's own checks, not asked again
+  last = out["records"][-1]
+  assert runtime.edit_answers(last["stream_index"]) == (
+      last["answer_before"], last["answer_after"])
+
+
 def bank_after(bank, t):
   """The bank as it was right after edit t: later edits dropped."""
   for later in range(t + 1, int(np.max(bank.edit_ids)) + 1):
