@@ -20,6 +20,7 @@ from patcher_jax import patch as patch_lib
 from patcher_jax.adapters import bart
 from patcher_jax.adapters.intercept import run_with_patch
 from patcher_jax.data import Record
+from patcher_jax.data import learned_templates
 from patcher_jax.data.geo import negatives as negatives_lib
 from patcher_jax.models import qa_format
 from patcher_jax.tasks import common
@@ -158,6 +159,10 @@ class Seq2SeqRuntime:
     self._checked, self._answered = {}, {}   # answers seen (edit_answers)
     self._reph_before = {}   # stream index -> rephrases the base got right
     self._negatives = {}     # (stream index, per relation) -> (block, rows)
+    # the memory's question templates: subjects of records the geo
+    # templates do not know (a user's benchmark)
+    self._templates = learned_templates.learn(
+        [r.input for r in memory] + list(memory_text))
     log(f"  cached {len(stream)} stream, {len(self.memory0)} memory and "
         f"{len(self.val_memory0)} val-memory decoder queries; drafts of "
         f"{sum(len(d.correct) for d in self.base_drafts.values())} base "
@@ -625,7 +630,7 @@ class Seq2SeqRuntime:
   def _start_negatives(self, idxs, per_relation: int) -> None:
     owners, questions = [], []
     for i in idxs:
-      qs = negatives_lib.negative_questions(self.stream[i], per_relation)
+      qs = self._negative_questions(i, per_relation)
       owners.extend([i] * len(qs))
       questions.extend(qs)
     owners = np.asarray(owners, int)
@@ -648,6 +653,16 @@ class Seq2SeqRuntime:
     for i in idxs:
       self._negatives[(i, per_relation)] = block
 
+  def _negative_questions(self, i: int, per_relation: int) -> list:
+    """Stream record i's subject asked the other relations' ways: by the
+    geo templates if they name its subject, else by the templates learned
+    from the memory's questions (one wording each)."""
+    record = self.stream[i]
+    if not per_relation or negatives_lib.subject_of(record) is not None:
+      return negatives_lib.negative_questions(record, per_relation)
+    return [q for q in learned_templates.negative_questions(
+        self._templates, record.input) if q != record.input]
+
   def negative_rows(self, i: int, per_relation: int = 1):
     """Memory rows of stream record i's negative questions (its subject in
     other relations' question templates, `negatives.negative_questions`):
@@ -665,7 +680,7 @@ class Seq2SeqRuntime:
     if found is None:
       return np.zeros((0, self.dim), np.float32), []
     rows, counts = found
-    qs = negatives_lib.negative_questions(self.stream[int(i)], per_relation)
+    qs = self._negative_questions(int(i), per_relation)
     return rows, [q for q, c in zip(qs, counts) for _ in range(int(c))]
 
   def _task_width(self, i: int) -> int:
