@@ -163,6 +163,8 @@ class Seq2SeqRuntime:
     # templates do not know (a user's benchmark)
     self._templates = learned_templates.learn(
         [r.input for r in memory] + list(memory_text))
+    # ... whose negatives never ask an evaluation question (TrainR, TestR)
+    self._evaluated = {_normal(r.input) for r in [*train_sub, *test]}
     log(f"  cached {len(stream)} stream, {len(self.memory0)} memory and "
         f"{len(self.val_memory0)} val-memory decoder queries; drafts of "
         f"{sum(len(d.correct) for d in self.base_drafts.values())} base "
@@ -660,8 +662,10 @@ class Seq2SeqRuntime:
     record = self.stream[i]
     if not per_relation or negatives_lib.subject_of(record) is not None:
       return negatives_lib.negative_questions(record, per_relation)
+    own = {_normal(q) for q in [record.input, *record.rephrases]}
     return [q for q in learned_templates.negative_questions(
-        self._templates, record.input) if q != record.input]
+        self._templates, record.input)
+            if _normal(q) not in own and _normal(q) not in self._evaluated]
 
   def negative_rows(self, i: int, per_relation: int = 1):
     """Memory rows of stream record i's negative questions (its subject in
@@ -789,6 +793,10 @@ class Seq2SeqRuntime:
     return float(np.mean(self._correct(bank, [self.stream[i] for i in idxs],
                                        self._stream_drafts(idxs, edited=True),
                                        batch=EVAL_BATCH)))
+
+
+def _normal(text: str) -> str:
+  return " ".join(text.split())
 
 
 def _rows_of(arrays: Dict[str, np.ndarray], rows) -> Dict[str, np.ndarray]:
