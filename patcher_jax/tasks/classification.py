@@ -64,7 +64,6 @@ class ClassificationRuntime:
     self._empty = patch_lib.init_bank(8, self.dim)
     self._pools = common.Pools(lookahead.Lookahead())  # pools drawn ahead
     self._base_wrong = None    # [stream] the unedited model is wrong (lazy)
-    self._answered = {}        # the last edit's labels (edit_answers)
     if len(memory_text):
       self.memory0 = np.concatenate([self.memory0, self._text_rows(
           memory_text, cache_dir, log)])
@@ -153,12 +152,7 @@ class ClassificationRuntime:
         self.y_stream[i:i + 1], np.ones(1, bool), noisy_queries=noisy,
         max_neurons=min(max_neurons, self.max_neurons),
         neuron_margin=neuron_margin)
-    if not bool(task.neuron_mask.any()):
-      return None
-    # one position: a task with a neuron means the label under `bank` is
-    # the other one
-    self._answered = {i: (FEVER_LABELS[1 - int(self.y_stream[i])], None)}
-    return task
+    return task if bool(task.neuron_mask.any()) else None
 
   def prefetch_pool(self, candidates, rng, noise_samples: int
                     ) -> Optional[int]:
@@ -189,21 +183,12 @@ class ClassificationRuntime:
     """(edit correct now, rephrases correct, rephrases total)."""
     ok = bool(self.correct(bank, self.q_stream[i:i + 1],
                            self.y_stream[i:i + 1])[0])
-    y = int(self.y_stream[i])
-    before = self._answered.get(i, (None, None))[0]
-    self._answered = {i: (before, FEVER_LABELS[y if ok else 1 - y])}
     lo, hi = self.reph_offsets[i], self.reph_offsets[i + 1]
     if hi == lo:
       return ok, 0, 0
     labels = np.full(hi - lo, self.y_stream[i], np.int32)
     right = self.correct(bank, self.q_reph[lo:hi], labels)
     return ok, int(right.sum()), int(hi - lo)
-
-  def edit_answers(self, i: int):
-    """(label before, label after) of the edit of stream record i, as its
-    `edit_task` and `after_edit` saw them (None if not seen): edits.jsonl
-    needs no more model calls."""
-    return self._answered.get(i, (None, None))
 
   def memory_rows(self, i: int, copies: int = 0) -> np.ndarray:
     """The queries an edit adds to memory: its [CLS] query; with `copies`,
