@@ -75,16 +75,17 @@ flags.DEFINE_integer("max_neurons", None, "Neurons per edit at most, one per "
 flags.DEFINE_float("neuron_margin", None, "Answer tokens the model gets right "
                    "by less than this logit lead get a neuron too (0: wrong "
                    "tokens only, the reference's rule). Default: the task's "
-                   "(configs; zsRE 2).")
+                   "and mode's (configs; zsRE fast mode 2, else 0).")
 flags.DEFINE_integer("pool", None, "Fast mode: dropout samples of each edit "
                      "input whose pre-activations join the activation and "
                      "memory losses (more generality; 0: none, the earlier "
                      "fast mode). Default: the task's (configs).")
 flags.DEFINE_integer("subject_negatives", None, "zsRE: questions per other "
-                     "relation asking about the edit's subject (read from a "
-                     "geo record) whose rows join the memory before its "
-                     "edit; 0: none. Default: the task and mode's (zsRE "
-                     "fast: 1).")
+                     "relation asking about the edit's subject (geo records: "
+                     "their templates; other data: templates learned from "
+                     "the memory's questions, one each) whose rows join the "
+                     "memory before its edit; 0: none. Default: the task "
+                     "and mode's (zsRE fast: 1).")
 flags.DEFINE_bool("negatives_in_memory", None, "The subject negatives stay "
                   "in memory for later edits (else only the edit's own, held "
                   "below --negative_beta). Default: the mode's.")
@@ -327,6 +328,7 @@ def main(argv):
                 "file": FLAGS.memory_text, "inputs": len(texts)},
             "memory_rows": int(len(runtime.memory0)),
             "subject_negatives": config.subject_negatives,
+            "neuron_margin": config.neuron_margin,
             "negatives_in_memory": config.negatives_in_memory,
             "negative_beta": edit_config.negative_beta,
             "setup_time_s": {"base": round(t_base - t_start, 1),

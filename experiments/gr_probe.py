@@ -26,8 +26,8 @@ flags.DEFINE_integer("num_edits", 100, "Edits.")
 flags.DEFINE_string("settings", "", "EditConfig overrides (as sweep.py).")
 flags.DEFINE_integer("seed", 0, "Stream seed.")
 flags.DEFINE_integer("pool", 16, "Pool samples per edit (0: none).")
-flags.DEFINE_float("neuron_margin", 2.0, "Barely right tokens get a neuron "
-                   "too (StreamConfig.neuron_margin; zsRE's default).")
+flags.DEFINE_float("neuron_margin", None, "Barely right tokens get a neuron "
+                   "too (StreamConfig.neuron_margin; default: zsRE's).")
 flags.DEFINE_float("word_drop", 0.0, "Pool: hide input words (0: dropout).")
 flags.DEFINE_bool("pool_dropout", True, "Pool: dropout on.")
 flags.DEFINE_string("json", None, "Write per-edit rows here.")
@@ -54,6 +54,9 @@ def main(argv):
   from patcher_jax import stream, tasks  # pylint: disable=g-import-not-at-top
   from patcher_jax.data import load_benchmark  # pylint: disable=g-import-not-at-top
   from patcher_jax.models import base_cache, qa_format  # pylint: disable=g-import-not-at-top
+  from patcher_jax import configs  # pylint: disable=g-import-not-at-top
+  margin = (configs.stream_settings("zsre")["neuron_margin"]
+            if FLAGS.neuron_margin is None else FLAGS.neuron_margin)
   bench = load_benchmark("zsre", data_dir=FLAGS.data_dir)
   base = base_cache.load_or_train_base(
       "zsre", bench, cache_dir=FLAGS.cache_dir,
@@ -74,8 +77,7 @@ def main(argv):
     if not rt.mistakes(bank, [idx])[0]:
       continue
     k = jax.random.fold_in(key, e)
-    task = rt.edit_task(bank, int(idx), k, FLAGS.pool, 16,
-                        FLAGS.neuron_margin)
+    task = rt.edit_task(bank, int(idx), k, FLAGS.pool, 16, margin)
     if task is None:
       continue
     new_bank, st = edit_fn(rt.tail, bank, task, mem, mem, k, e, config=config)
@@ -98,7 +100,7 @@ def main(argv):
       held_out = j >= len(reph) - 2
       wrong = np.asarray(editor.wrong_positions(
           rt.tail, new_bank, qr[j], enc["labels"][j][:w],
-          enc["label_mask"][j][:w].astype(bool))[0])
+          enc["label_mask"][j][:w].astype(bool)).wrong)
       if right[j]:
         cls = "ok"
       elif not wrong.any():

@@ -25,8 +25,9 @@ flags.DEFINE_integer("num_edits", 100, "Edits per setting.")
 flags.DEFINE_string("settings", "", "';'-separated settings, each a ','-"
                     "separated list of EditConfig overrides (name=value), or "
                     "of the pool settings pool (variants of the edit input "
-                    "per edit), word_drop, pool_dropout, encoder_samples; an empty setting is "
-                    "the mode's default.")
+                    "per edit), word_drop, pool_dropout, encoder_samples, "
+                    "or neuron_margin; an empty setting is the mode's "
+                    "default.")
 flags.DEFINE_integer("memory_size", 0, "Memory records (as run.py).")
 flags.DEFINE_string("cache_dir", None, "Base-model cache (as run.py).")
 flags.DEFINE_string("data_dir", None, "Benchmark dir instead of the embedded "
@@ -40,18 +41,18 @@ flags.DEFINE_string("neuron_act", None, "lm_* tasks: the neurons' "
                     "activation (gelu / relu).")
 
 
-POOL_KEYS = {"pool": int, "word_drop": float, "pool_dropout": bool,
-             "neuron_margin": float,
-             "encoder_samples": int}
+STREAM_KEYS = {"pool": int, "word_drop": float, "pool_dropout": bool,
+               "neuron_margin": float, "encoder_samples": int}
 
 
 def parse_pool(text: str, defaults):
-  """The pool settings of 'a=1,pool=16,...' over `defaults` (a dict)."""
+  """The pool and stream settings of 'a=1,pool=16,...' over `defaults`
+  (a dict)."""
   out = dict(defaults)
   for item in filter(None, (t.strip() for t in text.split(","))):
     name, _, value = item.partition("=")
-    if name in POOL_KEYS:
-      kind = POOL_KEYS[name]
+    if name in STREAM_KEYS:
+      kind = STREAM_KEYS[name]
       out[name] = (value.lower() in ("1", "true", "yes") if kind is bool
                    else kind(value))
   return out
@@ -59,10 +60,10 @@ def parse_pool(text: str, defaults):
 
 def parse_setting(text: str, config):
   """'a=1,b=x' -> config with those fields replaced (typed as the field);
-  pool settings (POOL_KEYS) are skipped here."""
+  pool and stream settings (STREAM_KEYS) are skipped here."""
   from patcher_jax import configs  # pylint: disable=g-import-not-at-top
   items = [t.strip() for t in text.split(",") if t.strip()
-           and t.strip().partition("=")[0] not in POOL_KEYS]
+           and t.strip().partition("=")[0] not in STREAM_KEYS]
   try:
     return config._replace(**configs.parse_overrides(items))
   except ValueError as e:

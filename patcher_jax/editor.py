@@ -172,19 +172,40 @@ def make_optimizer(config: EditConfig) -> optax.GradientTransformation:
       optax.scale_by_adam())
 
 
+class PositionChecks(NamedTuple):
+  wrong: chex.Array    # [P] the patched model's token is wrong
+  unsure: chex.Array   # [P] wrong, or right by less than the margin
+
+
 def wrong_positions(tail: Tail, bank: PatchBank, queries, targets,
-                    target_mask, margin: float = 0.0):
-  """([P] positions the patched model gets wrong (teacher forced, eval),
-  [P] those wrong or right by less than `margin`), in one pass."""
+                    target_mask, margin: float = 0.0) -> PositionChecks:
+  """Which target positions the patched model gets wrong, and which wrong
+  or right by less than `margin` (teacher forced, eval), from one pass.
+
+  Args:
+    tail: the frozen tail; bank: the patch bank.
+    queries: [P, d] queries; targets: [P] tokens; target_mask: [P] bool.
+    margin: the logit lead a right position must have not to be unsure.
+
+  Returns:
+    PositionChecks(wrong, unsure), [P] bool each (masked positions False).
+
+  Example:
+    checks = wrong_positions(tail, bank, q, y, m, margin=2.0)
+    fix = checks.wrong | checks.unsure
+  """
   delta = patch_lib.bank_output(bank, queries, tail.act)
-  return tail_lib.tail_objective(tail, queries, delta, jax.random.PRNGKey(0),
-                                 False, targets, target_mask, margin)[1:]
+  _, wrong, unsure = tail_lib.tail_objective(
+      tail, queries, delta, jax.random.PRNGKey(0), False, targets,
+      target_mask, margin)
+  return PositionChecks(wrong, unsure)
 
 
 def make_edit_task(tail: Tail, bank: PatchBank, queries, targets, target_mask,
                    *, noisy_queries=None, max_neurons: int = 1,
                    neuron_margin: float = 0.0) -> EditTask:
-  """Cache what an edit needs; one neuron per wrong position, at most n.
+  """Cache what an edit needs; one neuron per wrong (or barely right)
+  position, at most n.
 
   Neurons go to the first `max_neurons` wrong positions, in order (the
   reference's `select_index`). With `neuron_margin` > 0, positions the model

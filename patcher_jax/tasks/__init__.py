@@ -1,9 +1,10 @@
 """Task runtimes: a base model + benchmark turned into cached queries, memory
 and the checks a sequential-editing stream asks for.
 
-Both runtimes answer the same calls (duck-typed): `mistakes(bank, idxs)`,
-`edit_task(bank, i, rng, noise_samples, max_neurons, neuron_margin)`, `after_edit(bank, i)`,
-`memory_rows(i, copies)`, `accuracy(bank, split)`,
+The runtimes (classification, seq2seq, lm_facts) answer the same calls
+(duck-typed): `mistakes(bank, idxs)`,
+`edit_task(bank, i, rng, noise_samples, max_neurons, neuron_margin)`,
+`after_edit(bank, i)`, `memory_rows(i, copies)`, `accuracy(bank, split)`,
 `split_correct(bank, split)`, `stream_accuracy(bank, idxs)`,
 `rephrases_before(i)` (the unedited model on record i's rephrases),
 `target(i)`, `answers(bank, idxs)` (answer strings), plus `tail`, `dim`,
@@ -11,7 +12,9 @@ Both runtimes answer the same calls (duck-typed): `mistakes(bank, idxs)`,
 (the Editor): `add_to_stream(records)` and `predict(bank, texts)`.
 Optional (the seq2seq runtime): `negative_rows(i, per_relation)` and
 `prefetch_negatives(idxs, per_relation)`, the subject negatives of a
-record (data/geo/negatives.py; `StreamConfig.subject_negatives`), and
+record (data/geo/negatives.py, else data/learned_templates.py;
+`StreamConfig.subject_negatives`), `edit_answers(i)` (the answers before
+and after the edit of record i, as its checks saw them), and
 `checks_by_row` (True: a check costs by the row, so the stream checks the
 first record of a window alone before the rest; seq2seq and lm_* runtimes).
 """

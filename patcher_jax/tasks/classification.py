@@ -12,7 +12,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from patcher_jax import editor
 from patcher_jax import lookahead
 from patcher_jax import patch as patch_lib
 from patcher_jax import tail as tail_lib
@@ -147,7 +146,7 @@ class ClassificationRuntime:
     if noise_samples:
       noisy = self._pools.get(i, rng, noise_samples,
                               self._pool_fn(i, noise_samples))
-    task = _make_edit_task(
+    task = common.make_edit_task(
         self.tail, bank, self.q_stream[i:i + 1],
         self.y_stream[i:i + 1], np.ones(1, bool), noisy_queries=noisy,
         max_neurons=min(max_neurons, self.max_neurons),
@@ -252,5 +251,3 @@ def _augment_fn(word_drop: float, dropout: bool):
 
 
 # One compile per task shape instead of op-by-op dispatch on every edit.
-_make_edit_task = jax.jit(editor.make_edit_task,
-                          static_argnames=("max_neurons", "neuron_margin"))

@@ -10,6 +10,7 @@ from typing import Callable, Dict, Optional, Sequence
 import jax
 import numpy as np
 
+from patcher_jax import editor
 from patcher_jax.data import Record
 
 CHUNK = 1024  # evaluation chunk: one compile serves every split size
@@ -196,3 +197,9 @@ def first_base_mistake(candidates, base_wrong: np.ndarray) -> Optional[int]:
     if base_wrong[int(i)]:
       return int(i)
   return None
+
+
+# editor.make_edit_task compiled once for every runtime (a task's shapes and
+# its neuron settings are static)
+make_edit_task = jax.jit(editor.make_edit_task,
+                         static_argnames=("max_neurons", "neuron_margin"))

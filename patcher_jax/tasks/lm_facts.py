@@ -364,7 +364,7 @@ class LMFactsRuntime:
     if noise_samples:
       noisy = self._pools.get(i, rng, noise_samples,
                               self._pool_fn(i, noise_samples))[:, :width]
-    task = _make_edit_task(
+    task = common.make_edit_task(
         self.tail, bank, self.q_stream[i][:width],
         self.enc["stream"]["ans"][i][:width], mask[:width],
         noisy_queries=noisy, max_neurons=min(max_neurons, width),
@@ -491,5 +491,3 @@ def _concat_encoded(a: Encoded, b: Encoded) -> Encoded:
       "ids", "mask") else np.concatenate([a[k], b[k]])) for k in a})
 
 
-_make_edit_task = jax.jit(editor.make_edit_task,
-                          static_argnames=("max_neurons", "neuron_margin"))

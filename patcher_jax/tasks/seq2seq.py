@@ -502,7 +502,7 @@ class Seq2SeqRuntime:
     if noise_samples:
       noisy = self._pools.get(i, rng, noise_samples,
                               self._pool_fn(i, noise_samples))
-    task = _make_edit_task(
+    task = common.make_edit_task(
         self.tail, bank, self.q_stream[i][:width], enc["labels"][i][:width],
         mask[:width], noisy_queries=noisy,
         # at most one neuron per position: width-4 tasks need only 4 slots
@@ -826,5 +826,3 @@ def _decoder_pool_fn(encoder_samples: int):
 
 
 # One compile per task shape instead of op-by-op dispatch on every edit.
-_make_edit_task = jax.jit(editor.make_edit_task,
-                          static_argnames=("max_neurons", "neuron_margin"))
