@@ -181,6 +181,7 @@ def _position_leads(t):
     ("all", 5, True, "wrong+rest"),      # every position, wrong ones first
     ("all", 2, True, "wrong+first"),     # capped: wrong, then in order
     ("all", 5, False, "nothing"),        # nothing wrong: not an edit
+    ("all", 5, True, "masked"),          # masked positions: never a neuron
 ])
 def test_neuron_margin_adds_barely_right_positions(tiny_bart, margin,
                                                    max_neurons, wrong,
@@ -192,12 +193,15 @@ def test_neuron_margin_adds_barely_right_positions(tiny_bart, margin,
   value = {"none": 0.0, "all": float(lead.max()) + 1.0,
            # between the smallest and the next lead of the right positions
            "one": float(lead[by_lead[0]] + lead[by_lead[1]]) / 2}[margin]
-  task = pj.make_edit_task(tail, pj.init_bank(4, 32), q, targets,
-                           jnp.ones(5, bool), max_neurons=max_neurons,
-                           neuron_margin=value)
+  mask = jnp.ones(5, bool)
+  if expect == "masked":    # the last position and a right one out
+    mask = mask.at[4].set(False).at[right[0]].set(False)
+  task = pj.make_edit_task(tail, pj.init_bank(4, 32), q, targets, mask,
+                           max_neurons=max_neurons, neuron_margin=value)
   want = {"wrong": [3], "wrong+least": [3, by_lead[0]],
           "wrong+rest": [3] + right, "wrong+first": [3, right[0]],
-          "nothing": []}[expect]
+          "nothing": [], "masked": [3] + [p for p in right[1:] if p != 4]
+          }[expect]
   used = int(task.neuron_mask.sum())
   assert task.neuron_mask.tolist()[:used] == [True] * used
   assert task.neuron_pos[:used].tolist() == want

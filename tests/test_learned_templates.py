@@ -26,6 +26,9 @@ def _questions(n_shared=30, n_iso=30):
     (ISO.format("Pitta Pitta"), "Pitta Pitta", []),
     # no template
     ("Who wrote Hamlet?", None, []),
+    # spaces are normalised; other end punctuation is another template
+    ("What is the  molecular formula of  c3?", "c3", [CAS.format("c3")]),
+    ("What is the molecular formula of c3.", None, []),
 ])
 def test_subjects_and_negatives(question, subject, negatives):
   index = lt.learn(_questions())
@@ -44,6 +47,11 @@ def test_relatedness_needs_shared_subjects(n_shared, min_shared, related):
   qs += [FORMULA.format(f"d{i}") for i in range(30)]
   index = lt.learn(qs, min_support=10, min_shared=min_shared)
   assert bool(lt.negative_questions(index, CAS.format("x"))) == related
+
+
+def test_no_questions_no_templates():
+  index = lt.learn([])
+  assert index.templates == () and lt.negative_questions(index, "Hi?") == []
 
 
 def test_rare_wordings_are_no_templates():
@@ -73,5 +81,12 @@ def test_runtime_falls_back_to_learned_templates(runtime):
     assert len(rows) == len(questions) > 0
     assert set(questions) == {CAS.format("c7")}
     assert runtime._negative_questions(1, 0) == []
+    # never an evaluation question, the input or its rephrases
+    runtime._evaluated.add(CAS.format("c7"))
+    assert runtime._negative_questions(1, 1) == []
+    runtime._evaluated.discard(CAS.format("c7"))
+    runtime.stream[1] = Record("q1", FORMULA.format("c7"), ("C2H6O",),
+                               (CAS.format("c7"),))
+    assert runtime._negative_questions(1, 1) == []
   finally:
     runtime.stream[1], runtime._templates = saved
