@@ -235,6 +235,34 @@ def test_parity_memory_gets_8_copies_of_each_edit(runtime):
     assert not np.asarray(mem.mask[0, start + 16:]).any()
 
 
+class _Recording:
+  """The tiny runtime, recording the arguments of every `edit_task`."""
+
+  def __init__(self, runtime):
+    self._rt, self.calls = runtime, []
+
+  def __getattr__(self, name):
+    return getattr(self._rt, name)
+
+  def edit_task(self, *args):
+    self.calls.append(args[3:])
+    return self._rt.edit_task(*args)
+
+
+@pytest.mark.parametrize("settings", [
+    dict(), dict(noise_samples=3, max_neurons=2, neuron_margin=1.5)])
+def test_stream_settings_reach_the_runtime(runtime, settings):
+  """(noise_samples, max_neurons, neuron_margin) of StreamConfig are what
+  each edit task is made with (max_neurons capped by the runtime's)."""
+  rec = _Recording(runtime)
+  cfg = stream.StreamConfig(num_edits=2, seed=0, checkpoint_every=0,
+                            **settings)
+  stream.run(rec, pj.fast_config(max_steps=50), cfg, log=lambda *_: None)
+  want = (cfg.noise_samples, min(cfg.max_neurons, runtime.max_neurons),
+          cfg.neuron_margin)
+  assert rec.calls and all(c == want for c in rec.calls)
+
+
 class _WithNegatives:
   """The tiny runtime, plus subject negatives: record i's are the queries
   (moved a little) of the next 3 records in the fold order, each tagged with
