@@ -109,9 +109,10 @@ STREAM = {"fast": dict(noise_samples=0, reference_memory=False,
 # memory for later edits), with a bound of 0 instead of beta: 300 edits lost
 # 11 at GR 0.853 (in memory: 10 at 0.868). The templates after the first
 # (never a retention question's wording): 10 lost at GR 0.871. On other
-# data the templates are learned from the memory's questions
-# (data/learned_templates.py): other domain, 1000 edits, seeds 1 / 2:
-# TrainR 0.919 / 0.924 -> 0.941 / 0.940, GR 0.807 / 0.810 -> 0.783 / 0.791.
+# data, templates learned from the memory's questions (run.py
+# --learned_negatives, data/learned_templates.py; off by default): other
+# domain, 1000 edits, seeds 1 / 2: TrainR 0.919 / 0.924 -> 0.929 / 0.926,
+# GR 0.807 / 0.810 -> 0.790 / 0.801.
 # zsRE also gives a neuron to each answer token the edit input gets right
 # by a lead under 2 (neuron_margin): most rephrases that failed on the
 # other-domain benchmark were wrong at a token with no neuron, one the edit

@@ -76,6 +76,8 @@ def test_runtime_falls_back_to_learned_templates(runtime):
   try:
     runtime.stream[1] = Record("q1", FORMULA.format("c7"), ("C2H6O",))
     runtime._templates = lt.learn(_questions())
+    assert runtime._negative_questions(1, 1) == []     # off by default
+    runtime.learned_negatives = True
     assert runtime._negative_questions(1, 1) == [CAS.format("c7")]
     rows, questions = runtime.negative_rows(1, 1)
     assert len(rows) == len(questions) > 0
@@ -90,3 +92,4 @@ def test_runtime_falls_back_to_learned_templates(runtime):
     assert runtime._negative_questions(1, 1) == []
   finally:
     runtime.stream[1], runtime._templates = saved
+    runtime.learned_negatives = False

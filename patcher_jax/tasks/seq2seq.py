@@ -82,6 +82,11 @@ class Seq2SeqRuntime:
   # encoder runs k times (0: once, no dropout), the decoder per sample
   # (bart.decoder_noisy_queries).
   pool_encoder_samples = None
+  # Subject negatives of records the geo templates do not know, from the
+  # templates learned from the memory's questions (data/learned_templates.py;
+  # run.py --learned_negatives). Off by default: on the other-domain
+  # benchmark they bought little locality for some generality (BUILD.md).
+  learned_negatives = False
   # Checking an answer runs the vocabulary head at its positions: the
   # stream checks the likeliest next mistake alone first (stream.py).
   checks_by_row = True
@@ -657,11 +662,13 @@ class Seq2SeqRuntime:
 
   def _negative_questions(self, i: int, per_relation: int) -> list:
     """Stream record i's subject asked the other relations' ways: by the
-    geo templates if they name its subject, else by the templates learned
-    from the memory's questions (one wording each)."""
+    geo templates if they name its subject, else (`learned_negatives`) by
+    the templates learned from the memory's questions (one wording each)."""
     record = self.stream[i]
     if not per_relation or negatives_lib.subject_of(record) is not None:
       return negatives_lib.negative_questions(record, per_relation)
+    if not self.learned_negatives:
+      return []
     own = {_normal(q) for q in [record.input, *record.rephrases]}
     return [q for q in learned_templates.negative_questions(
         self._templates, record.input)
