@@ -221,6 +221,7 @@ def make_edit_task(tail: Tail, bank: PatchBank, queries, targets, target_mask,
     noisy_queries = queries[None]
   wrong, unsure = wrong_positions(tail, bank, queries, targets, target_mask,
                                   neuron_margin)
+  unsure = unsure | wrong    # a margin <= 0 never drops a wrong position
   p = queries.shape[0]
   # wrong positions first, then (with a margin) the barely right ones; each
   # group in position order

@@ -182,6 +182,7 @@ def _position_leads(t):
     ("all", 2, True, "wrong+first"),     # capped: wrong, then in order
     ("all", 5, False, "nothing"),        # nothing wrong: not an edit
     ("all", 5, True, "masked"),          # masked positions: never a neuron
+    ("negative", 5, True, "wrong"),      # a margin below 0: as margin 0
 ])
 def test_neuron_margin_adds_barely_right_positions(tiny_bart, margin,
                                                    max_neurons, wrong,
@@ -190,7 +191,7 @@ def test_neuron_margin_adds_barely_right_positions(tiny_bart, margin,
   targets = pred.at[3].set((pred[3] + 1) % 120) if wrong else pred
   right = [p for p in range(5) if p != 3]
   by_lead = sorted(right, key=lambda p: lead[p])
-  value = {"none": 0.0, "all": float(lead.max()) + 1.0,
+  value = {"none": 0.0, "all": float(lead.max()) + 1.0, "negative": -50.0,
            # between the smallest and the next lead of the right positions
            "one": float(lead[by_lead[0]] + lead[by_lead[1]]) / 2}[margin]
   mask = jnp.ones(5, bool)
