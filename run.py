@@ -82,10 +82,9 @@ flags.DEFINE_integer("pool", None, "Fast mode: dropout samples of each edit "
                      "fast mode). Default: the task's (configs).")
 flags.DEFINE_integer("subject_negatives", None, "zsRE: questions per other "
                      "relation asking about the edit's subject (geo records: "
-                     "their templates; other data: templates learned from "
-                     "the memory's questions, one each) whose rows join the "
-                     "memory before its edit; 0: none. Default: the task "
-                     "and mode's (zsRE fast: 1).")
+                     "their templates; other data: with --learned_negatives "
+                     "only) whose rows join the memory before its edit; 0: "
+                     "none. Default: the task and mode's (zsRE fast: 1).")
 flags.DEFINE_bool("learned_negatives", False, "zsRE on a benchmark of your "
                   "own: subject negatives from question templates learned "
                   "from the memory's questions (the geo templates only know "

@@ -29,6 +29,17 @@ class TemplateIndex(NamedTuple):
   related: Dict[Template, Tuple[Template, ...]]
 
 
+def normalize(question: str) -> str:
+  """The question with its whitespace runs made single spaces (how
+  templates match).
+
+  Example:
+    >>> normalize("  Who  wrote Hamlet? ")
+    'Who wrote Hamlet?'
+  """
+  return " ".join(question.split())
+
+
 def _cuts(question: str):
   """Every (head, subject, tail) of a question cut at word boundaries, the
   end punctuation kept in the tail."""
@@ -53,7 +64,7 @@ def subject_of(index: TemplateIndex, question: str
     >>> subject_of(idx, "Who wrote Hamlet?")
     (('Who wrote ', '?'), 'Hamlet')
   """
-  text = " ".join(question.split())
+  text = normalize(question)
   for head, tail in index.templates:
     if (len(text) > len(head) + len(tail) and text.startswith(head)
         and text.endswith(tail)):
@@ -75,7 +86,7 @@ def learn(questions: Sequence[str], min_support: int = 10,
   Returns:
     The TemplateIndex (empty if no template has the support).
   """
-  questions = list(dict.fromkeys(" ".join(q.split()) for q in questions))
+  questions = list(dict.fromkeys(normalize(q) for q in questions))
   support = collections.Counter()
   for q in questions:
     support.update({(h, t) for h, _, t in _cuts(q)})

@@ -248,6 +248,3 @@ def _augment_fn(word_drop: float, dropout: bool):
   """One function object per setting (jitted_noisy_queries caches by it)."""
   return functools.partial(bert.augmented_queries, word_drop=word_drop,
                            train=dropout)
-
-
-# One compile per task shape instead of op-by-op dispatch on every edit.

@@ -489,5 +489,3 @@ def _concat_encoded(a: Encoded, b: Encoded) -> Encoded:
   pad = lambda x: np.pad(x, ((0, 0), (0, width - x.shape[1])))
   return Encoded({k: (np.concatenate([pad(a[k]), pad(b[k])]) if k in (
       "ids", "mask") else np.concatenate([a[k], b[k]])) for k in a})
-
-

@@ -164,12 +164,8 @@ class Seq2SeqRuntime:
     self._checked, self._answered = {}, {}   # answers seen (edit_answers)
     self._reph_before = {}   # stream index -> rephrases the base got right
     self._negatives = {}     # (stream index, per relation) -> (block, rows)
-    # the memory's question templates: subjects of records the geo
-    # templates do not know (a user's benchmark)
-    self._templates = learned_templates.learn(
-        [r.input for r in memory] + list(memory_text))
-    # ... whose negatives never ask an evaluation question (TrainR, TestR)
-    self._evaluated = {_normal(r.input) for r in [*train_sub, *test]}
+    # what `_templates` is learned from, on first use
+    self._memory_questions = [r.input for r in memory] + list(memory_text)
     log(f"  cached {len(stream)} stream, {len(self.memory0)} memory and "
         f"{len(self.val_memory0)} val-memory decoder queries; drafts of "
         f"{sum(len(d.correct) for d in self.base_drafts.values())} base "
@@ -660,6 +656,17 @@ class Seq2SeqRuntime:
     for i in idxs:
       self._negatives[(i, per_relation)] = block
 
+  @functools.cached_property
+  def _templates(self) -> learned_templates.TemplateIndex:
+    """The memory's question templates (`learned_negatives` only)."""
+    return learned_templates.learn(self._memory_questions)
+
+  @functools.cached_property
+  def _evaluated(self) -> set:
+    """The evaluation's questions (TrainR, TestR): never a negative."""
+    return {learned_templates.normalize(r.input)
+            for r in [*self.train_sub, *self.test]}
+
   def _negative_questions(self, i: int, per_relation: int) -> list:
     """Stream record i's subject asked the other relations' ways: by the
     geo templates if they name its subject, else (`learned_negatives`) by
@@ -669,10 +676,11 @@ class Seq2SeqRuntime:
       return negatives_lib.negative_questions(record, per_relation)
     if not self.learned_negatives:
       return []
-    own = {_normal(q) for q in [record.input, *record.rephrases]}
+    norm = learned_templates.normalize
+    skip = self._evaluated | {norm(q) for q in [record.input,
+                                                *record.rephrases]}
     return [q for q in learned_templates.negative_questions(
-        self._templates, record.input)
-            if _normal(q) not in own and _normal(q) not in self._evaluated]
+        self._templates, record.input) if norm(q) not in skip]
 
   def negative_rows(self, i: int, per_relation: int = 1):
     """Memory rows of stream record i's negative questions (its subject in
@@ -800,10 +808,6 @@ class Seq2SeqRuntime:
     return float(np.mean(self._correct(bank, [self.stream[i] for i in idxs],
                                        self._stream_drafts(idxs, edited=True),
                                        batch=EVAL_BATCH)))
-
-
-def _normal(text: str) -> str:
-  return " ".join(text.split())
 
 
 def _rows_of(arrays: Dict[str, np.ndarray], rows) -> Dict[str, np.ndarray]:
