@@ -50,15 +50,32 @@ class Lookahead:
     return future
 
   def wait(self, future: concurrent.futures.Future) -> Any:
-    """`future.result()`; meanwhile this thread runs queued URGENT calls
-    itself, so when the background thread is behind both cores do the most
-    urgent work (the calls are pure: the same results wherever they run)."""
+    """`future.result()`, never idle meanwhile: if the awaited call has not
+    started, this thread runs it itself; while it runs on the background
+    thread, this one runs queued URGENT calls. So when the background thread
+    is behind, both cores work (the calls are pure: the same results
+    wherever they run)."""
+    mine = self._take(future)
+    if mine is not None:
+      _run(mine)
     while not future.done():
       item = self._pop(URGENT, block=False)
       if item is None:
         break
       _run(item)
     return future.result()
+
+  def _take(self, future: concurrent.futures.Future):
+    """The queued call whose result is `future`, removed from the queue
+    (None: it has started, or was never queued here)."""
+    with self._ready:
+      for k, item in enumerate(self._heap):
+        if item[2] is future:
+          self._heap[k] = self._heap[-1]
+          self._heap.pop()
+          heapq.heapify(self._heap)
+          return item
+    return None
 
   def _start(self) -> None:
     with self._lock:

@@ -245,6 +245,8 @@ def run(runtime, edit_config: editor.EditConfig, config: StreamConfig, *,
   timings = timings if timings is not None else Timings()
   ctx, state, prog = _start(runtime, edit_config, config, folds,
                             checkpoint_dir, resume, timings, log)
+  # the point of the round resumed from, if it was under way at its save
+  _maybe_curve_point(ctx, state, prog)
   # A round's checks run in the background during the next round's edit;
   # its records are made then (or before anything reads the records).
   pending = []
@@ -476,15 +478,35 @@ def _records_read(ctx: _Run, prog: Progress) -> bool:
 
 def _maybe_curve_point(ctx: _Run, state: FoldState, prog: Progress,
                        final: bool = False) -> None:
-  """A curve point every `curve_every` rounds, and at the last round (a run
-  can end between points, or run out of mistakes early)."""
-  if not prog.rounds or (prog.curve and prog.curve[-1]["round"] == prog.rounds):
-    return
-  if _due(ctx.config.curve_every, prog, final):
-    if "curve_base" not in ctx.memo:
-      ctx.memo["curve_base"] = _curve_base(ctx.runtime, ctx.config)
-    prog.curve.append(_curve_point(ctx.runtime, state, prog, ctx.config,
-                                   ctx.memo["curve_base"]))
+  """Start a curve point every `curve_every` rounds, and at the last round
+  (a run can end between points, or run out of mistakes early). Its model
+  work runs in the background where the runtime can; `_resolve_curve`
+  appends it to `prog.curve` (before the next checkpoint, or now if final).
+  """
+  if (prog.rounds and prog.rounds not in _curve_rounds(ctx, prog)
+      and _due(ctx.config.curve_every, prog, final)):
+    _resolve_curve(ctx, prog)
+    ctx.memo["curve_pending"] = (prog.rounds, _curve_point_later(
+        ctx, state, prog))
+  if final:
+    _resolve_curve(ctx, prog)
+
+
+def _curve_rounds(ctx: _Run, prog: Progress) -> set:
+  """Rounds whose curve point is in `prog.curve` or under way."""
+  pending = ctx.memo.get("curve_pending")
+  return ({p["round"] for p in prog.curve[-1:]}
+          | ({pending[0]} if pending else set()))
+
+
+def _resolve_curve(ctx: _Run, prog: Progress, before: Optional[int] = None
+                   ) -> None:
+  """Append the curve point under way (if any; only if its round is before
+  `before`) to `prog.curve`."""
+  pending = ctx.memo.get("curve_pending")
+  if pending and (before is None or pending[0] < before):
+    prog.curve.append(pending[1]())
+    del ctx.memo["curve_pending"]
 
 
 def _maybe_checkpoint(ctx: _Run, state: FoldState, prog: Progress,
@@ -496,6 +518,9 @@ def _maybe_checkpoint(ctx: _Run, state: FoldState, prog: Progress,
     ctx.memo["saved_round"] = ctx.manager.latest_step()
   if ctx.memo["saved_round"] != prog.rounds:
     ctx.memo["saved_round"] = prog.rounds
+    # a point of this very round may stay under way: a resumed run
+    # computes it again from this checkpoint's bank (`_restore`)
+    _resolve_curve(ctx, prog, before=prog.rounds)
     # copies: the save is written in the background while the lists grow
     meta = {k: list(v) if isinstance(v, list) else v
             for k, v in prog._asdict().items()}
@@ -796,45 +821,78 @@ def _curve_base(runtime, config: StreamConfig) -> Dict[str, float]:
           for split in ("train", "test")}
 
 
-def _curve_point(runtime, state, prog: Progress, config: StreamConfig,
-                 base: Dict[str, float]) -> Dict[str, Any]:
+def _later(runtime, name: str, *args) -> Callable[[], Any]:
+  """A function returning `runtime.<name>(*args)`. A runtime with
+  `<name>_later` starts the model's part now, in the background; otherwise
+  it is computed now."""
+  later = getattr(runtime, name + "_later", None)
+  if later is not None:
+    return later(*args)
+  done = getattr(runtime, name)(*args)
+  return lambda: done
+
+
+def _curve_point_later(ctx: _Run, state, prog: Progress
+                       ) -> Callable[[], Dict[str, Any]]:
   """Per fold, for the plot: ER and TrainR/TestR now, each on at most
   `curve_size` records (past edits evenly spaced over the stream so far;
-  the final metrics use every record)."""
-  per_fold = {}
+  the final metrics use every record). Started now; the returned function
+  waits for the model's work and returns the point."""
+  runtime, config = ctx.runtime, ctx.config
+  if "curve_base" not in ctx.memo:
+    ctx.memo["curve_base"] = _curve_base(runtime, config)
+  base, rounds, parts = ctx.memo["curve_base"], prog.rounds, {}
   for slot, fold in enumerate(prog.folds):
     bank = _unstack(state.bank, slot)
     edited = _edited(prog, slot)
     if len(edited) > config.curve_size:
       picks = np.linspace(0, len(edited) - 1, config.curve_size).round()
       edited = [edited[int(i)] for i in picks]
-    per_fold[str(fold)] = {
-        "ER": runtime.stream_accuracy(bank, edited),
-        "TrainR": metrics_lib.retention_ratio(runtime.accuracy(
-            bank, "train", limit=config.curve_size), base["train"]),
-        "TestR": metrics_lib.retention_ratio(runtime.accuracy(
-            bank, "test", limit=config.curve_size), base["test"]),
-    }
-  return {"round": prog.rounds, "per_fold": per_fold}
+    parts[str(fold)] = {
+        "ER": _later(runtime, "stream_accuracy", bank, edited),
+        "TrainR": _later(runtime, "split_correct", bank, "train",
+                         config.curve_size),
+        "TestR": _later(runtime, "split_correct", bank, "test",
+                        config.curve_size)}
+
+  def point():
+    per_fold = {fold: {
+        "ER": p["ER"](),
+        "TrainR": metrics_lib.retention_ratio(_mean(p["TrainR"]()),
+                                              base["train"]),
+        "TestR": metrics_lib.retention_ratio(_mean(p["TestR"]()),
+                                             base["test"])}
+                for fold, p in parts.items()}
+    return {"round": rounds, "per_fold": per_fold}
+
+  return point
 
 
 def _finals(runtime, state, prog: Progress) -> List[Dict[str, Any]]:
   """Per fold: ER, final and base accuracies, and the answers that flipped."""
-  finals = []
+  # the model's work starts in the background, largest part first; the
+  # waits below run what has not started yet here: both cores work
+  parts = []
+  for slot in range(len(prog.folds)):
+    bank = _unstack(state.bank, slot)
+    parts.append({"test": _later(runtime, "split_correct", bank, "test"),
+                  "train": _later(runtime, "split_correct", bank, "train"),
+                  "er": _later(runtime, "stream_accuracy", bank,
+                               _edited(prog, slot))})
   empty = patch_lib.init_bank(8, runtime.dim)
   base = {s: runtime.split_correct(empty, s) for s in ("train", "test")}
+  finals = []
   for slot, fold in enumerate(prog.folds):
-    bank = _unstack(state.bank, slot)
-    final = {s: runtime.split_correct(bank, s) for s in ("train", "test")}
+    er = parts[slot]["er"]()
+    final = {s: parts[slot][s]() for s in ("train", "test")}
     finals.append({
-        "fold": fold, "edits": prog.edits[slot],
-        "er": runtime.stream_accuracy(bank, _edited(prog, slot)),
+        "fold": fold, "edits": prog.edits[slot], "er": er,
         "train_acc": _mean(final["train"]), "test_acc": _mean(final["test"]),
         "base_train_acc": _mean(base["train"]),
         "base_test_acc": _mean(base["test"]),
         "train_flips": metrics_lib.flips(base["train"], final["train"]),
         "test_flips": metrics_lib.flips(base["test"], final["test"]),
-        "neurons": int(np.asarray(bank.size)),
+        "neurons": int(np.asarray(_unstack(state.bank, slot).size)),
     })
   return finals
 

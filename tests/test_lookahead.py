@@ -23,6 +23,31 @@ def test_urgent_work_runs_before_work_queued_earlier():
   assert ran == ["urgent", "next", "soon"]
 
 
+def test_wait_runs_the_awaited_call_here_if_it_has_not_started():
+  ahead = lookahead.Lookahead()
+  gate, ran = threading.Event(), []
+  ahead.submit(lookahead.SOON, gate.wait)          # keeps the thread busy
+  urgent = ahead.submit(lookahead.URGENT, ran.append, "urgent")
+  mine = ahead.submit(lookahead.NEXT, lambda: threading.current_thread().name)
+  assert ahead.wait(mine) == threading.current_thread().name
+  assert not urgent.done()      # left to the background thread
+  gate.set()
+  urgent.result(timeout=10)
+  assert ran == ["urgent"]
+
+
+def test_wait_on_a_call_already_done_or_running_elsewhere():
+  ahead = lookahead.Lookahead()
+  gate = threading.Event()
+  running = ahead.submit(lookahead.SOON, lambda: gate.wait() and "bg")
+  deadline = time.time() + 10
+  while not running.running() and time.time() < deadline:
+    time.sleep(0.01)
+  gate.set()
+  assert ahead.wait(running) == "bg"
+  assert ahead.wait(running) == "bg"      # done: read again
+
+
 def test_errors_surface_where_the_result_is_read():
   ahead = lookahead.Lookahead()
   with pytest.raises(ZeroDivisionError):
@@ -84,14 +109,16 @@ def test_first_base_mistake():
 def test_a_waiting_thread_runs_queued_urgent_work_itself():
   ran, gate = [], threading.Event()
   ahead = lookahead.Lookahead()
-  ahead.submit(lookahead.URGENT, gate.wait)           # the other core is busy
+  wanted = ahead.submit(lookahead.URGENT, gate.wait)   # runs in the background
+  deadline = time.time() + 10
+  while not wanted.running() and time.time() < deadline:
+    time.sleep(0.01)
   here = lambda name: ran.append((name, threading.current_thread().name))
-  first = ahead.submit(lookahead.URGENT, here, "first")
   later = ahead.submit(lookahead.SOON, here, "later")  # not urgent: left
-  wanted = ahead.submit(lookahead.URGENT, here, "wanted")
-  ahead.wait(wanted)
+  # the urgent call ends the background one when it runs
+  first = ahead.submit(lookahead.URGENT, lambda: (here("first"), gate.set()))
+  assert ahead.wait(wanted) is True
   me = threading.current_thread().name
-  assert ran == [("first", me), ("wanted", me)] and first.done()
-  gate.set()
+  assert ran[0] == ("first", me) and first.done()
   later.result(timeout=10)
   assert ran[-1] == ("later", "patcher_jax-lookahead")

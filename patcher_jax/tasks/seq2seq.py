@@ -163,6 +163,7 @@ class Seq2SeqRuntime:
     self._pools = common.Pools(self._ahead)   # dropout pools drawn ahead
     self._checked, self._answered = {}, {}   # answers seen (edit_answers)
     self._reph_before = {}   # stream index -> rephrases the base got right
+    self._sources = {}       # (split, n) -> encoded questions
     self._negatives = {}     # (stream index, per relation) -> (block, rows)
     # what `_templates` is learned from, on first use
     self._memory_questions = [r.input for r in memory] + list(memory_text)
@@ -288,7 +289,7 @@ class Seq2SeqRuntime:
     gold_q = self._ahead.submit(lookahead.SOON, self._teacher_forced, enc,
                                 self.batch_size)
     base = self._base_drafts(records, questions)
-    return self._gold_drafts(records, enc, gold_q.result()), base
+    return self._gold_drafts(records, enc, self._ahead.wait(gold_q)), base
 
   def _answer_queries(self, src):
     """(queries [N, T, d], mask [N, T]) along the unedited model's greedy
@@ -441,6 +442,30 @@ class Seq2SeqRuntime:
         answers[i] = p
     return (known.astype(bool), answers) if texts else known.astype(bool)
 
+  def _correct_later(self, bank, records: Sequence[Record], drafts, src,
+                     batch: int, texts: bool = False,
+                     background: bool = True) -> Callable[[], Any]:
+    """`_correct` in two parts, for `src` (the records' questions encoded
+    beforehand: the background thread runs no tokenizer). The model's part
+    (drafts checked, the rest decoded) starts now, in the background
+    (lookahead.py) with `background`; the returned function waits for it
+    and returns what `_correct` does."""
+    def model_part():
+      settled = self._settle(bank, drafts, len(records))
+      rest = np.flatnonzero(settled < 0)
+      return settled, self._decode_rest(
+          bank, _rows_of(src, rest) if len(rest) else None, batch)
+
+    part = (self._ahead.submit(lookahead.NEXT, model_part) if background
+            else None)
+    done = model_part() if part is None else None
+
+    def result():
+      settled, decoded = done if part is None else self._ahead.wait(part)
+      return self._answered_by(records, drafts, settled, decoded, texts)
+
+    return result
+
   # -- requests that arrive one by one (the Editor) ---------------------------
 
   def add_to_stream(self, records: Sequence[Record]) -> np.ndarray:
@@ -562,7 +587,7 @@ class Seq2SeqRuntime:
               for rows in np.array_split(np.arange(n),
                                          -(-n // self.batch_size))]
     return lambda: jax.tree.map(lambda *a: np.concatenate(a),
-                                *[p.result() for p in pieces])
+                                *[self._ahead.wait(p) for p in pieces])
 
   def _rephrase_drafts(self, i: int, pop: bool):
     """(gold drafts, base drafts) of record i's rephrases (None if it has
@@ -733,21 +758,12 @@ class Seq2SeqRuntime:
     # the base drafts are the unedited model's answers: GR before the edits
     self._reph_before[i] = 0 if more is None else int(more[1].correct.sum())
 
-    def model_part():
-      settled = self._settle(bank, drafts, len(questions))
-      rest = np.flatnonzero(settled < 0)
-      return settled, self._decode_rest(
-          bank, None if not len(rest) else {k: v[rest] for k, v in src.items()},
-          CHECK_BATCH)
-
-    part = (self._ahead.submit(lookahead.NEXT, model_part) if background
-            else None)
-    done = model_part() if part is None else None
+    check = self._correct_later(bank, [r] * len(questions), drafts, src,
+                                CHECK_BATCH, texts=True,
+                                background=background)
 
     def result():
-      settled, decoded = done if part is None else part.result()
-      right, texts = self._answered_by([r] * len(questions), drafts, settled,
-                                       decoded, texts=True)
+      right, texts = check()
       self._answered = {i: (before, texts[0])}
       return bool(right[0]), int(right[1:].sum()), len(reph)
 
@@ -792,22 +808,51 @@ class Seq2SeqRuntime:
                     limit: int | None = None) -> np.ndarray:
     """[N] bool: the patched model's answers to a split ("train": the TrainR
     subset, "test") are right."""
+    return self.split_correct_later(bank, split, limit, background=False)()
+
+  def split_correct_later(self, bank, split: str, limit: int | None = None,
+                          background: bool = True) -> Callable[[], Any]:
+    """`split_correct` with the model's part started in the background: the
+    returned function waits for it and returns [N] bool."""
     records = {"train": self.train_sub, "test": self.test}[split][:limit]
     if not records:
-      return np.zeros(0, bool)
+      return lambda: np.zeros(0, bool)
     drafts = self.base_drafts[split].take(np.arange(len(records)))
-    return self._correct(bank, records, (drafts,), batch=EVAL_BATCH)
+    return self._correct_later(bank, records, (drafts,),
+                               self._split_sources(split, len(records)),
+                               EVAL_BATCH, background=background)
+
+  def _split_sources(self, split: str, n: int) -> Dict[str, np.ndarray]:
+    """The first n questions of a split, encoded (once per split and n: the
+    curve points and the final metrics ask the same rows again)."""
+    key = (split, n)
+    if key not in self._sources:
+      records = {"train": self.train_sub, "test": self.test}[split][:n]
+      self._sources[key] = qa_format.encode_sources(
+          self.tokenizer, [r.input for r in records], self.max_src_len)
+    return self._sources[key]
 
   def accuracy(self, bank, split: str, limit: int | None = None) -> float:
     right = self.split_correct(bank, split, limit)
     return float(np.mean(right)) if len(right) else float("nan")
 
   def stream_accuracy(self, bank, idxs) -> float:
+    return self.stream_accuracy_later(bank, idxs, background=False)()
+
+  def stream_accuracy_later(self, bank, idxs, background: bool = True
+                            ) -> Callable[[], float]:
+    """`stream_accuracy` with the model's part started in the background:
+    the returned function waits for it and returns the accuracy."""
+    idxs = np.asarray(idxs, int)
     if not len(idxs):
-      return float("nan")
-    return float(np.mean(self._correct(bank, [self.stream[i] for i in idxs],
-                                       self._stream_drafts(idxs, edited=True),
-                                       batch=EVAL_BATCH)))
+      return lambda: float("nan")
+    records = [self.stream[i] for i in idxs]
+    src = qa_format.encode_sources(self.tokenizer, [r.input for r in records],
+                                   self.max_src_len)
+    right = self._correct_later(bank, records,
+                                self._stream_drafts(idxs, edited=True), src,
+                                EVAL_BATCH, background=background)
+    return lambda: float(np.mean(right()))
 
 
 def _rows_of(arrays: Dict[str, np.ndarray], rows) -> Dict[str, np.ndarray]:
