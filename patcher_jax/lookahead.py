@@ -16,8 +16,9 @@ import threading
 from typing import Any, Callable, Optional
 
 # Priorities: needed before the next edit (its pool) / by the round after
-# it (the last edit's checks) / within a few rounds (blocks of drafts).
-URGENT, NEXT, SOON = 0, 1, 2
+# it (the last edit's checks) / within a few rounds (blocks of drafts) /
+# by the next checkpoint or the end (curve points, final metrics).
+URGENT, NEXT, SOON, LATER = 0, 1, 2, 3
 
 
 class Lookahead:
@@ -85,7 +86,7 @@ class Lookahead:
                                         name="patcher_jax-lookahead")
         self._thread.start()
 
-  def _pop(self, at_most: int = SOON, block: bool = True):
+  def _pop(self, at_most: int = LATER, block: bool = True):
     """The most urgent queued call of priority <= `at_most` (None if none
     and not `block`)."""
     with self._ready:

@@ -212,7 +212,8 @@ class _Run(NamedTuple):
   manager: Any
   timings: Timings
   log: Callable
-  memo: Dict[str, Any]              # values computed once per run
+  memo: Dict[str, Any]              # values computed once per run, and
+                                    # the curve point under way
 
 
 def run(runtime, edit_config: editor.EditConfig, config: StreamConfig, *,
@@ -232,7 +233,9 @@ def run(runtime, edit_config: editor.EditConfig, config: StreamConfig, *,
     resume: continue from the newest checkpoint in `checkpoint_dir`.
     on_edit: called with each per-edit record, as it is made.
     on_round: called with (state, progress) after each round (benchmarks
-      probe the bank here; its time is not counted in any phase).
+      probe the bank here; its time is not counted in any phase). A curve
+      point of this round may still be under way in the background, not
+      yet in `progress.curve`.
     timings: receives the wall time of each phase of the loop (a hook for
       benchmarks and the run's time split).
     log: where progress notes go.
@@ -872,13 +875,11 @@ def _finals(runtime, state, prog: Progress) -> List[Dict[str, Any]]:
   """Per fold: ER, final and base accuracies, and the answers that flipped."""
   # the model's work starts in the background, largest part first; the
   # waits below run what has not started yet here: both cores work
-  parts = []
-  for slot in range(len(prog.folds)):
-    bank = _unstack(state.bank, slot)
-    parts.append({"test": _later(runtime, "split_correct", bank, "test"),
-                  "train": _later(runtime, "split_correct", bank, "train"),
-                  "er": _later(runtime, "stream_accuracy", bank,
-                               _edited(prog, slot))})
+  banks = [_unstack(state.bank, slot) for slot in range(len(prog.folds))]
+  parts = [{"test": _later(runtime, "split_correct", bank, "test"),
+            "train": _later(runtime, "split_correct", bank, "train"),
+            "er": _later(runtime, "stream_accuracy", bank, _edited(prog, slot))}
+           for slot, bank in enumerate(banks)]
   empty = patch_lib.init_bank(8, runtime.dim)
   base = {s: runtime.split_correct(empty, s) for s in ("train", "test")}
   finals = []
@@ -892,7 +893,7 @@ def _finals(runtime, state, prog: Progress) -> List[Dict[str, Any]]:
         "base_test_acc": _mean(base["test"]),
         "train_flips": metrics_lib.flips(base["train"], final["train"]),
         "test_flips": metrics_lib.flips(base["test"], final["test"]),
-        "neurons": int(np.asarray(_unstack(state.bank, slot).size)),
+        "neurons": int(np.asarray(banks[slot].size)),
     })
   return finals
 

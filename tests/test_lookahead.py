@@ -26,7 +26,10 @@ def test_urgent_work_runs_before_work_queued_earlier():
 def test_wait_runs_the_awaited_call_here_if_it_has_not_started():
   ahead = lookahead.Lookahead()
   gate, ran = threading.Event(), []
-  ahead.submit(lookahead.SOON, gate.wait)          # keeps the thread busy
+  busy = ahead.submit(lookahead.SOON, gate.wait)   # keeps the thread busy
+  deadline = time.time() + 10
+  while not busy.running() and time.time() < deadline:
+    time.sleep(0.01)
   urgent = ahead.submit(lookahead.URGENT, ran.append, "urgent")
   mine = ahead.submit(lookahead.NEXT, lambda: threading.current_thread().name)
   assert ahead.wait(mine) == threading.current_thread().name
@@ -39,13 +42,14 @@ def test_wait_runs_the_awaited_call_here_if_it_has_not_started():
 def test_wait_on_a_call_already_done_or_running_elsewhere():
   ahead = lookahead.Lookahead()
   gate = threading.Event()
-  running = ahead.submit(lookahead.SOON, lambda: gate.wait() and "bg")
+  running = ahead.submit(
+      lookahead.SOON, lambda: gate.wait() and threading.current_thread().name)
   deadline = time.time() + 10
   while not running.running() and time.time() < deadline:
     time.sleep(0.01)
   gate.set()
-  assert ahead.wait(running) == "bg"
-  assert ahead.wait(running) == "bg"      # done: read again
+  assert ahead.wait(running) == "patcher_jax-lookahead"    # not run again
+  assert ahead.wait(running) == "patcher_jax-lookahead"    # done: read again
 
 
 def test_errors_surface_where_the_result_is_read():

@@ -385,24 +385,38 @@ def seq2seq_runtime():
 
 
 @pytest.mark.parametrize("kind", ["classification", "seq2seq"])
+@pytest.mark.parametrize("crash_at, resumed_after", [(3, 2), (4, 3)])
 def test_curve_points_after_a_resume_equal_an_unbroken_run(
-    kind, runtime, seq2seq_runtime, tmp_path):
-  """A curve point's model work runs in the background (seq2seq) and may be
-  under way when the checkpoint of its round is saved: a resumed run
-  computes it again from that checkpoint, so the curve is the same."""
+    kind, crash_at, resumed_after, runtime, seq2seq_runtime, tmp_path,
+    monkeypatch):
+  """A curve point's model work runs in the background (seq2seq) and is
+  appended before the next checkpoint, so the checkpoint of its own round
+  lacks it: a run resumed from there computes it again (crash at the 3rd
+  record, in round 3: resumed after round 2, point 2 under way at its
+  save), one resumed later finds it saved (crash in round 4)."""
   rt = {"classification": runtime, "seq2seq": seq2seq_runtime}[kind]
+  save = stream.ckpt_lib.save
+
+  def save_and_wait(mngr, *args):   # the crash finds every save on disk
+    save(mngr, *args)
+    mngr.wait_until_finished()
+
+  monkeypatch.setattr(stream.ckpt_lib, "save", save_and_wait)
   cfg = stream.StreamConfig(num_edits=5, seed=0, checkpoint_every=1,
                             curve_every=2, curve_size=8)
   # no memory loss for the tiny BART: its edits fail with it (see
   # test_stream_seq2seq), and the curve would show nothing
   edit_cfg = pj.fast_config(max_steps=400, **(
       {"mem_weight": 0.0} if kind == "seq2seq" else {}))
+  notes = []
   run = lambda d, **kw: stream.run(rt, edit_cfg, cfg, checkpoint_dir=str(d),
-                                   log=lambda *_: None, **kw)
+                                   log=notes.append, **kw)
   full = run(tmp_path / "full")
   assert [p["round"] for p in full["curve"]] == [2, 4, 5]
   assert any(p["per_fold"]["0"]["ER"] > 0 for p in full["curve"])
-  with pytest.raises(Crash):        # the 3rd record is made in round 4
-    run(tmp_path / "broken", on_edit=_crash_after(3))
+  with pytest.raises(Crash):
+    run(tmp_path / "broken", on_edit=_crash_after(crash_at))
   resumed = run(tmp_path / "broken", resume=True)
+  assert any(n.startswith(f"resumed after round {resumed_after}:")
+             for n in notes), notes
   np.testing.assert_equal(resumed["curve"], full["curve"])   # nan == nan

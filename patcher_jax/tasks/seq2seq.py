@@ -163,7 +163,7 @@ class Seq2SeqRuntime:
     self._pools = common.Pools(self._ahead)   # dropout pools drawn ahead
     self._checked, self._answered = {}, {}   # answers seen (edit_answers)
     self._reph_before = {}   # stream index -> rephrases the base got right
-    self._sources = {}       # (split, n) -> encoded questions
+    self._sources = {}       # split -> its questions, encoded
     self._negatives = {}     # (stream index, per relation) -> (block, rows)
     # what `_templates` is learned from, on first use
     self._memory_questions = [r.input for r in memory] + list(memory_text)
@@ -444,19 +444,20 @@ class Seq2SeqRuntime:
 
   def _correct_later(self, bank, records: Sequence[Record], drafts, src,
                      batch: int, texts: bool = False,
-                     background: bool = True) -> Callable[[], Any]:
+                     background: bool = True,
+                     priority: int = lookahead.NEXT) -> Callable[[], Any]:
     """`_correct` in two parts, for `src` (the records' questions encoded
     beforehand: the background thread runs no tokenizer). The model's part
     (drafts checked, the rest decoded) starts now, in the background
-    (lookahead.py) with `background`; the returned function waits for it
-    and returns what `_correct` does."""
+    (lookahead.py, at `priority`) with `background`; the returned function
+    waits for it and returns what `_correct` does."""
     def model_part():
       settled = self._settle(bank, drafts, len(records))
       rest = np.flatnonzero(settled < 0)
       return settled, self._decode_rest(
           bank, _rows_of(src, rest) if len(rest) else None, batch)
 
-    part = (self._ahead.submit(lookahead.NEXT, model_part) if background
+    part = (self._ahead.submit(priority, model_part) if background
             else None)
     done = model_part() if part is None else None
 
@@ -820,17 +821,18 @@ class Seq2SeqRuntime:
     drafts = self.base_drafts[split].take(np.arange(len(records)))
     return self._correct_later(bank, records, (drafts,),
                                self._split_sources(split, len(records)),
-                               EVAL_BATCH, background=background)
+                               EVAL_BATCH, background=background,
+                               priority=lookahead.LATER)
 
   def _split_sources(self, split: str, n: int) -> Dict[str, np.ndarray]:
-    """The first n questions of a split, encoded (once per split and n: the
-    curve points and the final metrics ask the same rows again)."""
-    key = (split, n)
-    if key not in self._sources:
-      records = {"train": self.train_sub, "test": self.test}[split][:n]
-      self._sources[key] = qa_format.encode_sources(
+    """The first n questions of a split, encoded (the whole split once: the
+    curve points and the final metrics ask the same rows again; rows are
+    padded to `max_src_len`, so a prefix is the prefix's encoding)."""
+    if split not in self._sources:
+      records = {"train": self.train_sub, "test": self.test}[split]
+      self._sources[split] = qa_format.encode_sources(
           self.tokenizer, [r.input for r in records], self.max_src_len)
-    return self._sources[key]
+    return {k: v[:n] for k, v in self._sources[split].items()}
 
   def accuracy(self, bank, split: str, limit: int | None = None) -> float:
     right = self.split_correct(bank, split, limit)
@@ -851,7 +853,8 @@ class Seq2SeqRuntime:
                                    self.max_src_len)
     right = self._correct_later(bank, records,
                                 self._stream_drafts(idxs, edited=True), src,
-                                EVAL_BATCH, background=background)
+                                EVAL_BATCH, background=background,
+                                priority=lookahead.LATER)
     return lambda: float(np.mean(right()))
 
 
