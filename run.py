@@ -383,4 +383,6 @@ def _parse_flags(argv):
 
 
 if __name__ == "__main__":
+  from patcher_jax import host_malloc  # pylint: disable=g-import-not-at-top
+  host_malloc.reexec()     # malloc that reuses XLA's freed buffers
   app.run(main, flags_parser=_parse_flags)
