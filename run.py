@@ -194,6 +194,8 @@ def _check_flags():
                "draws the reference's noisy copies itself)")
   elif FLAGS.subject_negatives is not None and FLAGS.subject_negatives < 0:
     problem = "--subject_negatives: a question count >= 0"
+  elif FLAGS.learned_negatives and FLAGS.task != "zsre":
+    problem = "--learned_negatives: zsRE only (subject negatives are QA's)"
   if problem:
     print(f"error: flags: {problem}", file=sys.stderr)
     sys.exit(2)
@@ -266,11 +268,11 @@ def main(argv):
     t_base = time.perf_counter()
     timings.add("setup.base", t_base - t_data - timings.seconds["setup.data"])
     print(f"base model ready in {t_base - t_start:.0f} s")
-    runtime = tasks.build_runtime(FLAGS.task, bench, base, seed=FLAGS.seed,
-                            train_sub_size=FLAGS.train_sub_size,
-                            memory_size=FLAGS.memory_size, memory_text=texts)
-    if FLAGS.learned_negatives:
-      runtime.learned_negatives = True
+    runtime = tasks.build_runtime(
+        FLAGS.task, bench, base, seed=FLAGS.seed,
+        train_sub_size=FLAGS.train_sub_size, memory_size=FLAGS.memory_size,
+        memory_text=texts,
+        **({"learned_negatives": True} if FLAGS.learned_negatives else {}))
     mistakes = (runtime.base_mistakes() if hasattr(runtime, "base_mistakes")
                 else base.info.get("metrics", {}).get("edit_mistakes"))
     print(data_report.base_mistakes_line(

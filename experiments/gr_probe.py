@@ -62,8 +62,8 @@ def main(argv):
       "zsre", bench, cache_dir=FLAGS.cache_dir,
       data_key=FLAGS.data_dir or "embedded:full")
   rt = tasks.build_runtime("zsre", bench, base, seed=FLAGS.seed,
-                           train_sub_size=2000)
-  rt.pool_word_drop, rt.pool_dropout = FLAGS.word_drop, FLAGS.pool_dropout
+                           train_sub_size=2000, pool_word_drop=FLAGS.word_drop,
+                           pool_dropout=FLAGS.pool_dropout)
   config = parse_setting(FLAGS.settings, tasks.edit_config("zsre", "fast"))
   edit_fn = jax.jit(editor.edit, static_argnames="config")
   bank = patch_lib.init_bank(4096, rt.dim)

@@ -123,10 +123,12 @@ def test_module_entry_point_help():
     ("--num_edits=abc", "--num_edits=abc"),
     ("--task=foo", "--task=foo"),
     ("--pool=-1", "--pool: a sample count"),
+    ("--task=fever --learned_negatives", "--learned_negatives: zsRE only"),
 ])
 def test_run_py_flag_mistakes_are_one_line_and_status_2(flag, problem):
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  out = subprocess.run([sys.executable, os.path.join(root, "run.py"), flag],
+  out = subprocess.run([sys.executable, os.path.join(root, "run.py"),
+                        *flag.split()],
                        capture_output=True, text=True, cwd=root)
   assert out.returncode == 2, out.stderr
   assert out.stderr.count("\n") == 1 and out.stderr.startswith("error: flags: ")

@@ -16,7 +16,10 @@ record (data/geo/negatives.py, else data/learned_templates.py;
 `StreamConfig.subject_negatives`), `edit_answers(i)` (the answers before
 and after the edit of record i, as its checks saw them), and
 `checks_by_row` (True: a check costs by the row, so the stream checks the
-first record of a window alone before the rest; seq2seq and lm_* runtimes).
+first record of a window alone before the rest; seq2seq and lm_* runtimes),
+and `split_correct_later` / `stream_accuracy_later` (the same checks with
+the model's work started on the lookahead thread: curve points and final
+metrics; seq2seq).
 """
 import os
 
@@ -50,8 +53,7 @@ def edit_config(task: str, mode: str = "fast", **overrides):
 
 
 def build_runtime(task, bench, base, *, seed, train_sub_size, memory_size=0,
-                  pool_word_drop=0.0, pool_dropout=True, memory_text=(),
-                  log=print):
+                  memory_text=(), log=print, **settings):
   """The runtime of a base model on a benchmark, as run.py uses it.
 
   The train split is shuffled with the seed and cut into the TrainR subset
@@ -59,7 +61,10 @@ def build_runtime(task, bench, base, *, seed, train_sub_size, memory_size=0,
   `memory_size`): disjoint, as the reference's. A train split too small
   for both is halved between them. `memory_text`: unlabeled inputs whose
   rows join the memory (memory_text.py). Queries are cached next to the
-  base model (they depend only on it and on the records).
+  base model (they depend only on it and on the records). `settings`
+  replace the runtime class's settings (`pool_word_drop`, `pool_dropout`,
+  `learned_negatives`, ...) on the new runtime; a name the class does not
+  have is a ValueError.
   """
   from patcher_jax.tasks.classification import ClassificationRuntime  # pylint: disable=g-import-not-at-top
   from patcher_jax.tasks.seq2seq import Seq2SeqRuntime  # pylint: disable=g-import-not-at-top
@@ -74,10 +79,16 @@ def build_runtime(task, bench, base, *, seed, train_sub_size, memory_size=0,
   sub, rest = train[:train_sub_size], train[train_sub_size:]
   memory = rest[:memory_size] if memory_size else rest
   cls = ClassificationRuntime if task == "fever" else Seq2SeqRuntime
+  unknown = sorted(k for k in settings if not hasattr(cls, k))
+  if unknown:
+    raise ValueError(f"{cls.__name__} has no setting {', '.join(unknown)}")
   cache_dir = os.path.join(base.path, "runtime") if base.path else None
-  return cls(base.model, base.params, base.tokenizer, bench.edit, sub,
-             bench.test, memory, bench.val, cache_dir=cache_dir,
-             memory_text=list(memory_text), log=log)
+  runtime = cls(base.model, base.params, base.tokenizer, bench.edit, sub,
+                bench.test, memory, bench.val, cache_dir=cache_dir,
+                memory_text=list(memory_text), log=log)
+  for name, value in settings.items():
+    setattr(runtime, name, value)
+  return runtime
 
 
 def build_lm_runtime(task, lm, *, scale, seed, train_sub_size, memory_size=0,

@@ -883,5 +883,3 @@ def _decoder_pool_fn(encoder_samples: int):
   return functools.partial(bart.decoder_noisy_queries,
                            encoder_samples=encoder_samples)
 
-
-# One compile per task shape instead of op-by-op dispatch on every edit.
