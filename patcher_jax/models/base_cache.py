@@ -180,6 +180,8 @@ def load_base(path: str) -> BaseModel:
   tokenizer = AutoTokenizer.from_pretrained(path)
   params = ocp.StandardCheckpointer().restore(
       os.path.abspath(os.path.join(path, "params")))
+  # on the device once: numpy leaves would be copied in at every jitted call
+  params = jax.device_put(params)
   model = _model_class(task)(config, _do_init=False)
   return BaseModel(task, model, params, tokenizer, config, info, path)
 

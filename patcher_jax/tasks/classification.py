@@ -34,6 +34,9 @@ class ClassificationRuntime:
                max_len: int = 32, batch_size: int = 128,
                cache_dir: Optional[str] = None,
                memory_text: Sequence[str] = (), log=print):
+    # on the device once (a no-op for a loaded base model): numpy leaves
+    # would be copied in at every jitted call, the tail's with them
+    params = jax.device_put(params)
     self.model, self.params, self.tokenizer = model, params, tokenizer
     self.tail = bert.make_tail(model.config, params)
     self.max_len = max_len
@@ -63,6 +66,8 @@ class ClassificationRuntime:
     self._empty = patch_lib.init_bank(8, self.dim)
     self._pools = common.Pools(lookahead.Lookahead())  # pools drawn ahead
     self._base_wrong = None    # [stream] the unedited model is wrong (lazy)
+    self._reph_base = None     # [rephrases] the unedited model is right (lazy)
+    self._answered = {}        # stream index -> labels seen (edit_answers)
     if len(memory_text):
       self.memory0 = np.concatenate([self.memory0, self._text_rows(
           memory_text, cache_dir, log)])
@@ -111,7 +116,7 @@ class ClassificationRuntime:
     self.y_stream = np.concatenate([self.y_stream, np.array(
         [fever_label(r) for r in records], np.int32)])
     self.stream += records
-    self._base_wrong = None
+    self._base_wrong = self._reph_base = None
     return np.arange(start, len(self.stream))
 
   def predict(self, bank, texts: Sequence[str]) -> list:
@@ -133,11 +138,22 @@ class ClassificationRuntime:
 
   def base_mistakes(self) -> int:
     """Stream records the unedited model gets wrong (what can be edited)."""
-    empty = patch_lib.init_bank(8, self.dim)
-    return int(self.mistakes(empty, np.arange(len(self.stream))).sum())
+    return int(self._base_mistakes().sum())
+
+  def _base_mistakes(self) -> np.ndarray:
+    if self._base_wrong is None:
+      self._base_wrong = ~self.correct(self._empty, self.q_stream,
+                                       self.y_stream)
+    return self._base_wrong
 
   def mistakes(self, bank, idxs) -> np.ndarray:
-    return ~self.correct(bank, self.q_stream[idxs], self.y_stream[idxs])
+    """[len(idxs)] bool: the patched model is wrong on these stream records
+    (the answers of the wrong ones are kept for `edit_answers`)."""
+    idxs = np.asarray(idxs, int)
+    wrong = ~self.correct(bank, self.q_stream[idxs], self.y_stream[idxs])
+    for i in idxs[wrong]:      # two labels: a wrong answer is the other one
+      self._answered[int(i)] = (FEVER_LABELS[1 - self.y_stream[i]], None)
+    return wrong
 
   def edit_task(self, bank, i: int, rng, noise_samples: int = 0,
                 max_neurons: int = 1, neuron_margin: float = 0.0):
@@ -160,10 +176,7 @@ class ClassificationRuntime:
     likeliest next mistake (`edit_task` uses it if it guessed right).
     Returns the record guessed (None: no candidate).
     """
-    if self._base_wrong is None:
-      empty = patch_lib.init_bank(8, self.dim)
-      self._base_wrong = self.mistakes(empty, np.arange(len(self.stream)))
-    i = common.first_base_mistake(candidates, self._base_wrong)
+    i = common.first_base_mistake(candidates, self._base_mistakes())
     if noise_samples and i is not None:
       self._pools.start(i, rng, noise_samples, self._pool_fn(i, noise_samples))
     return i
@@ -182,12 +195,19 @@ class ClassificationRuntime:
     """(edit correct now, rephrases correct, rephrases total)."""
     ok = bool(self.correct(bank, self.q_stream[i:i + 1],
                            self.y_stream[i:i + 1])[0])
+    before = self._answered.get(i, (None, None))[0]
+    self._answered[i] = (before, FEVER_LABELS[self.y_stream[i] ^ (not ok)])
     lo, hi = self.reph_offsets[i], self.reph_offsets[i + 1]
     if hi == lo:
       return ok, 0, 0
     labels = np.full(hi - lo, self.y_stream[i], np.int32)
     right = self.correct(bank, self.q_reph[lo:hi], labels)
     return ok, int(right.sum()), int(hi - lo)
+
+  def edit_answers(self, i: int):
+    """(answer before, answer after) of the edit of stream record i, as the
+    last `mistakes` check and `after_edit` saw them (None if not seen)."""
+    return self._answered.pop(i, (None, None))
 
   def memory_rows(self, i: int, copies: int = 0) -> np.ndarray:
     """The queries an edit adds to memory: its [CLS] query; with `copies`,
@@ -197,11 +217,13 @@ class ClassificationRuntime:
     return np.repeat(q, copies, axis=0) if copies else q
 
   def rephrases_before(self, i: int):
-    """(rephrases of record i the unedited model gets right, their number)."""
+    """(rephrases of record i the unedited model gets right, their number),
+    from one pass over every rephrase of the stream."""
+    if self._reph_base is None:
+      labels = np.repeat(self.y_stream, np.diff(self.reph_offsets))
+      self._reph_base = self.correct(self._empty, self.q_reph, labels)
     lo, hi = self.reph_offsets[i], self.reph_offsets[i + 1]
-    labels = np.full(hi - lo, self.y_stream[i], np.int32)
-    right = self.correct(self._empty, self.q_reph[lo:hi], labels)
-    return int(right.sum()), int(hi - lo)
+    return int(self._reph_base[lo:hi].sum()), int(hi - lo)
 
   def target(self, i: int) -> str:
     return FEVER_LABELS[self.y_stream[i]]

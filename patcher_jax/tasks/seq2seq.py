@@ -98,6 +98,9 @@ class Seq2SeqRuntime:
                max_new_tokens: int = 20, batch_size: int = 64,
                cache_dir: Optional[str] = None,
                memory_text: Sequence[str] = (), log=print):
+    # on the device once (a no-op for a loaded base model): numpy leaves
+    # would be copied in at every jitted call, the tail's with them
+    params = jax.device_put(params)
     self.model, self.params, self.tokenizer = model, params, tokenizer
     self.tail = bart.make_tail(model.config, params)
     self._head_norm = bart.head_norm(self.tail)

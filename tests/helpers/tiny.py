@@ -2,7 +2,12 @@
 (the real MiniLM tokenizer, 2 layers of width 32): fast stream tests."""
 
 
-def classification_runtime(num_stream: int = 60, memory_text=()):
+def classification_runtime(num_stream: int = 60, memory_text=(),
+                           numpy_params: bool = False):
+  """`numpy_params`: hand the runtime numpy parameters (as a checkpoint
+  restore gives them)."""
+  import jax
+  import numpy as np
   from transformers import BertConfig, FlaxBertForSequenceClassification
   from patcher_jax.data import load_benchmark
   from patcher_jax.models import minilm
@@ -15,7 +20,9 @@ def classification_runtime(num_stream: int = 60, memory_text=()):
   model = FlaxBertForSequenceClassification(config, seed=0)
   bench = load_benchmark("fever", scale="tiny")
   train = list(bench.train)
-  return ClassificationRuntime(model, model.params, tok,
+  params = (jax.tree.map(np.asarray, model.params) if numpy_params
+            else model.params)
+  return ClassificationRuntime(model, params, tok,
                                bench.edit[:num_stream], train[:40],
                                bench.test[:40], train[40:120], bench.val[:20],
                                batch_size=32, memory_text=memory_text,
@@ -23,13 +30,15 @@ def classification_runtime(num_stream: int = 60, memory_text=()):
 
 
 def seq2seq_runtime(num_stream: int = 30, eos_bias: float = 0.0,
-                    memory_text=()):
+                    memory_text=(), numpy_params: bool = False):
   """A tiny random BART (width 32, 1+2 layers) over the tiny zsRE data.
 
   `eos_bias` is added to the eos logit: 0.2 makes every greedy answer stop
   at once (empty answer, drafts that are just eos); the random model never
-  stops within 12 tokens otherwise.
+  stops within 12 tokens otherwise. `numpy_params`: as
+  `classification_runtime`'s.
   """
+  import jax
   import numpy as np
   from transformers import BartConfig, FlaxBartForConditionalGeneration
   from patcher_jax.data import load_benchmark
@@ -49,6 +58,8 @@ def seq2seq_runtime(num_stream: int = 30, eos_bias: float = 0.0,
     bias = np.array(params["final_logits_bias"])
     bias[:, config.eos_token_id] += eos_bias
     params = {**params, "final_logits_bias": bias}
+  if numpy_params:
+    params = jax.tree.map(np.asarray, params)
   bench = load_benchmark("zsre", scale="tiny")
   train = list(bench.train)
   return Seq2SeqRuntime(
