@@ -83,7 +83,7 @@ def grow(memory: Memory, capacity: int) -> Memory:
 def deduplicate(rows, decimals: int = 6) -> np.ndarray:
   """Unique rows (numpy, outside jit), in first-seen order."""
   rows = np.asarray(rows)
-  if rows.shape[0] == 0:
+  if rows.shape[0] <= 1:
     return rows
   _, first = np.unique(np.round(rows, decimals), axis=0, return_index=True)
   return rows[np.sort(first)]

@@ -347,7 +347,8 @@ def _pick_mistakes(ctx: _Run, state: FoldState, prog: Progress):
     if not prog.finished[slot]:
       order = ctx.orders[prog.folds[slot]]
       pick = _next_mistake(ctx.runtime, _unstack(state.bank, slot), order,
-                           prog, slot, ctx.config, ctx.base_key)
+                           prog, slot, ctx.config,
+                           functools.partial(_pool_key, ctx))
       if pick is not None:
         _look_ahead(ctx, order, prog, slot)
     picks.append(pick)
@@ -376,7 +377,7 @@ def _look_ahead(ctx: _Run, order, prog: Progress, slot: int) -> None:
   start = cursor + 1     # the next search starts after this mistake
   for _ in range(POOLS_AHEAD if pool and ctx.config.noise_samples else 0):
     window = order[start:start + ctx.config.check_window]
-    guess = pool(window, _pool_key(ctx.base_key, prog.folds[slot], start),
+    guess = pool(window, _pool_key(ctx, prog.folds[slot], start),
                  ctx.config.noise_samples)
     if guess is None:
       break
@@ -591,8 +592,10 @@ def _rows_per_edit(runtime, config: StreamConfig) -> int:
 
 
 def _next_mistake(runtime, bank, order, prog: Progress, slot: int,
-                  config: StreamConfig, base_key):
-  """Advance a slot's cursor to its next editable mistake: (index, task)."""
+                  config: StreamConfig, pool_key: Callable):
+  """Advance a slot's cursor to its next editable mistake: (index, task).
+  `pool_key(fold, start)`: the key of the pool of the mistake found from
+  `start` on."""
   fold = prog.folds[slot]
   while prog.cursors[slot] < len(order):
     start = prog.cursors[slot]
@@ -603,7 +606,7 @@ def _next_mistake(runtime, bank, order, prog: Progress, slot: int,
       continue
     prog.cursors[slot] = start + offset
     idx = int(window[offset])
-    key = _pool_key(base_key, fold, start)
+    key = pool_key(fold, start)
     task = runtime.edit_task(bank, idx, key, config.noise_samples,
                              _neurons_per_edit(runtime, config),
                              config.neuron_margin)
@@ -634,9 +637,16 @@ def _first_mistake(runtime, bank, window) -> Optional[int]:
   return None
 
 
-def _pool_key(base_key, fold: int, start: int):
-  """The key of the dropout pool of the mistake found from `start` on."""
-  return jax.random.fold_in(base_key, 7_000_000 + 10_000 * fold + start)
+def _pool_key(ctx: _Run, fold: int, start: int):
+  """The key of the dropout pool of the mistake found from `start` on
+  (kept a while: the look-ahead asks for each key up to three times)."""
+  keys = ctx.memo.setdefault("pool_keys", {})
+  if (fold, start) not in keys:
+    if len(keys) >= 16:
+      del keys[next(iter(keys))]
+    keys[(fold, start)] = jax.random.fold_in(
+        ctx.base_key, 7_000_000 + 10_000 * fold + start)
+  return keys[(fold, start)]
 
 
 @functools.partial(jax.jit, donate_argnums=(0, 1))

@@ -68,6 +68,7 @@ class ClassificationRuntime:
     self._base_wrong = None    # [stream] the unedited model is wrong (lazy)
     self._reph_base = None     # [rephrases] the unedited model is right (lazy)
     self._answered = {}        # stream index -> labels seen (edit_answers)
+    self._pool_inputs = {}     # stream index -> its tokens, as pools take them
     if len(memory_text):
       self.memory0 = np.concatenate([self.memory0, self._text_rows(
           memory_text, cache_dir, log)])
@@ -184,8 +185,11 @@ class ClassificationRuntime:
   def _pool_fn(self, i: int, noise_samples: int):
     """rng -> record i's pool of `noise_samples` dropout samples (numpy;
     tokenized here, so the returned function may run in the background)."""
-    ids, mask = (jnp.asarray(common.pad_to_multiple(a))
-                 for a in self._tokenize([self.stream[i].input]))
+    if i not in self._pool_inputs:   # asked for up to three times
+      self._pool_inputs[i] = tuple(
+          jnp.asarray(common.pad_to_multiple(a))
+          for a in self._tokenize([self.stream[i].input]))
+    ids, mask = self._pool_inputs[i]
     pool_fn = (_augment_fn(self.pool_word_drop, self.pool_dropout)
                if self.pool_word_drop else bert.noisy_queries)
     fn = common.jitted_noisy_queries(self.model, pool_fn, noise_samples)
