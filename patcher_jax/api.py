@@ -453,7 +453,7 @@ def _load_model(model_dir: str, task: str):
   cls = (FlaxBertForSequenceClassification if task == "fever"
          else FlaxBartForConditionalGeneration)
   model = cls.from_pretrained(model_dir)
-  params = jax.tree.map(np.asarray, model.params)
+  params = jax.device_put(model.params)   # on the device once, as load_base
   tok = AutoTokenizer.from_pretrained(model_dir)
   model = cls(model.config, _do_init=False)
   return base_cache.BaseModel(task, model, params, tok, model.config,

@@ -81,7 +81,8 @@ def grow(memory: Memory, capacity: int) -> Memory:
 
 
 def deduplicate(rows, decimals: int = 6) -> np.ndarray:
-  """Unique rows (numpy, outside jit), in first-seen order."""
+  """Unique rows (numpy, outside jit), in first-seen order (`rows` itself
+  when it has one row or none)."""
   rows = np.asarray(rows)
   if rows.shape[0] <= 1:
     return rows

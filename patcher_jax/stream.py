@@ -214,6 +214,7 @@ class _Run(NamedTuple):
   log: Callable
   memo: Dict[str, Any]              # values computed once per run, and
                                     # the curve point under way
+  pool_key: Callable[[int, int], Any]  # (fold, start) -> pool key, kept
 
 
 def run(runtime, edit_config: editor.EditConfig, config: StreamConfig, *,
@@ -316,9 +317,10 @@ def _start(runtime, edit_config, config, folds, checkpoint_dir, resume,
   edit_fn = jax.jit(jax.vmap(editor.edit,
                              in_axes=(None, 0, 0, 0, 0, 0, 0, None)),
                     static_argnums=7)
-  ctx = _Run(runtime, edit_config, config, folds, orders, edit_fn,
-             jax.random.PRNGKey(config.seed), sharding, mngr, timings, log,
-             {})
+  base_key = jax.random.PRNGKey(config.seed)
+  ctx = _Run(runtime, edit_config, config, folds, orders, edit_fn, base_key,
+             sharding, mngr, timings, log, {},
+             _kept_pool_keys(base_key, 4 * (POOLS_AHEAD + 1) * n))
   return ctx, state, prog
 
 
@@ -347,8 +349,7 @@ def _pick_mistakes(ctx: _Run, state: FoldState, prog: Progress):
     if not prog.finished[slot]:
       order = ctx.orders[prog.folds[slot]]
       pick = _next_mistake(ctx.runtime, _unstack(state.bank, slot), order,
-                           prog, slot, ctx.config,
-                           functools.partial(_pool_key, ctx))
+                           prog, slot, ctx.config, ctx.pool_key)
       if pick is not None:
         _look_ahead(ctx, order, prog, slot)
     picks.append(pick)
@@ -377,7 +378,7 @@ def _look_ahead(ctx: _Run, order, prog: Progress, slot: int) -> None:
   start = cursor + 1     # the next search starts after this mistake
   for _ in range(POOLS_AHEAD if pool and ctx.config.noise_samples else 0):
     window = order[start:start + ctx.config.check_window]
-    guess = pool(window, _pool_key(ctx, prog.folds[slot], start),
+    guess = pool(window, ctx.pool_key(prog.folds[slot], start),
                  ctx.config.noise_samples)
     if guess is None:
       break
@@ -637,16 +638,23 @@ def _first_mistake(runtime, bank, window) -> Optional[int]:
   return None
 
 
-def _pool_key(ctx: _Run, fold: int, start: int):
-  """The key of the dropout pool of the mistake found from `start` on
-  (kept a while: the look-ahead asks for each key up to three times)."""
-  keys = ctx.memo.setdefault("pool_keys", {})
-  if (fold, start) not in keys:
-    if len(keys) >= 16:
-      del keys[next(iter(keys))]
-    keys[(fold, start)] = jax.random.fold_in(
-        ctx.base_key, 7_000_000 + 10_000 * fold + start)
-  return keys[(fold, start)]
+def _pool_key(base_key, fold: int, start: int):
+  """The key of the dropout pool of the mistake found from `start` on."""
+  return jax.random.fold_in(base_key, 7_000_000 + 10_000 * fold + start)
+
+
+def _kept_pool_keys(base_key, size: int) -> Callable[[int, int], Any]:
+  """`_pool_key(base_key, ...)` keeping the last `size` keys asked for (the
+  look-ahead asks for each key up to three times; each is a device call)."""
+  keys = {}
+
+  def pool_key(fold: int, start: int):
+    if (fold, start) not in keys:
+      if len(keys) >= size:
+        del keys[next(iter(keys))]
+      keys[(fold, start)] = _pool_key(base_key, fold, start)
+    return keys[(fold, start)]
+  return pool_key
 
 
 @functools.partial(jax.jit, donate_argnums=(0, 1))

@@ -13,13 +13,14 @@ The runtimes (classification, seq2seq, lm_facts) answer the same calls
 Optional (the seq2seq runtime): `negative_rows(i, per_relation)` and
 `prefetch_negatives(idxs, per_relation)`, the subject negatives of a
 record (data/geo/negatives.py, else data/learned_templates.py;
-`StreamConfig.subject_negatives`), `edit_answers(i)` (the answers before
-and after the edit of record i, as its checks saw them), and
+`StreamConfig.subject_negatives`), and
 `checks_by_row` (True: a check costs by the row, so the stream checks the
 first record of a window alone before the rest; seq2seq and lm_* runtimes),
 and `split_correct_later` / `stream_accuracy_later` (the same checks with
 the model's work started on the lookahead thread: curve points and final
-metrics; seq2seq).
+metrics; seq2seq). Optional in any runtime: `edit_answers(i)` (the
+answers before and after the edit of record i, as its checks saw them;
+classification, seq2seq).
 """
 import os
 

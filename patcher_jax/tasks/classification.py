@@ -67,8 +67,8 @@ class ClassificationRuntime:
     self._pools = common.Pools(lookahead.Lookahead())  # pools drawn ahead
     self._base_wrong = None    # [stream] the unedited model is wrong (lazy)
     self._reph_base = None     # [rephrases] the unedited model is right (lazy)
-    self._answered = {}        # stream index -> labels seen (edit_answers)
-    self._pool_inputs = {}     # stream index -> its tokens, as pools take them
+    self._answered = {}        # stream index -> label after its edit
+    self._pool_inputs = {}     # stream index -> its tokens (the last few)
     if len(memory_text):
       self.memory0 = np.concatenate([self.memory0, self._text_rows(
           memory_text, cache_dir, log)])
@@ -142,19 +142,14 @@ class ClassificationRuntime:
     return int(self._base_mistakes().sum())
 
   def _base_mistakes(self) -> np.ndarray:
+    """[stream] bool: the unedited model is wrong (computed once)."""
     if self._base_wrong is None:
       self._base_wrong = ~self.correct(self._empty, self.q_stream,
                                        self.y_stream)
     return self._base_wrong
 
   def mistakes(self, bank, idxs) -> np.ndarray:
-    """[len(idxs)] bool: the patched model is wrong on these stream records
-    (the answers of the wrong ones are kept for `edit_answers`)."""
-    idxs = np.asarray(idxs, int)
-    wrong = ~self.correct(bank, self.q_stream[idxs], self.y_stream[idxs])
-    for i in idxs[wrong]:      # two labels: a wrong answer is the other one
-      self._answered[int(i)] = (FEVER_LABELS[1 - self.y_stream[i]], None)
-    return wrong
+    return ~self.correct(bank, self.q_stream[idxs], self.y_stream[idxs])
 
   def edit_task(self, bank, i: int, rng, noise_samples: int = 0,
                 max_neurons: int = 1, neuron_margin: float = 0.0):
@@ -186,6 +181,8 @@ class ClassificationRuntime:
     """rng -> record i's pool of `noise_samples` dropout samples (numpy;
     tokenized here, so the returned function may run in the background)."""
     if i not in self._pool_inputs:   # asked for up to three times
+      if len(self._pool_inputs) >= 16:
+        del self._pool_inputs[next(iter(self._pool_inputs))]
       self._pool_inputs[i] = tuple(
           jnp.asarray(common.pad_to_multiple(a))
           for a in self._tokenize([self.stream[i].input]))
@@ -199,8 +196,7 @@ class ClassificationRuntime:
     """(edit correct now, rephrases correct, rephrases total)."""
     ok = bool(self.correct(bank, self.q_stream[i:i + 1],
                            self.y_stream[i:i + 1])[0])
-    before = self._answered.get(i, (None, None))[0]
-    self._answered[i] = (before, FEVER_LABELS[self.y_stream[i] ^ (not ok)])
+    self._answered[i] = FEVER_LABELS[self.y_stream[i] ^ (not ok)]
     lo, hi = self.reph_offsets[i], self.reph_offsets[i + 1]
     if hi == lo:
       return ok, 0, 0
@@ -209,9 +205,12 @@ class ClassificationRuntime:
     return ok, int(right.sum()), int(hi - lo)
 
   def edit_answers(self, i: int):
-    """(answer before, answer after) of the edit of stream record i, as the
-    last `mistakes` check and `after_edit` saw them (None if not seen)."""
-    return self._answered.pop(i, (None, None))
+    """(answer before, answer after) of the edit of stream record i: before,
+    the label it was wrong with (two labels: the other one); after, what
+    `after_edit` saw. (None, None) if `after_edit` has not checked it."""
+    if i not in self._answered:
+      return None, None
+    return FEVER_LABELS[1 - self.y_stream[i]], self._answered[i]
 
   def memory_rows(self, i: int, copies: int = 0) -> np.ndarray:
     """The queries an edit adds to memory: its [CLS] query; with `copies`,
@@ -222,7 +221,8 @@ class ClassificationRuntime:
 
   def rephrases_before(self, i: int):
     """(rephrases of record i the unedited model gets right, their number),
-    from one pass over every rephrase of the stream."""
+    from one pass over every rephrase of the stream (a report, not a
+    decision: XLA may round a row differently in a batch of another size)."""
     if self._reph_base is None:
       labels = np.repeat(self.y_stream, np.diff(self.reph_offsets))
       self._reph_base = self.correct(self._empty, self.q_reph, labels)
