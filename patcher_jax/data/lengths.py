@@ -30,6 +30,10 @@ def token_lengths(tokenizer, texts: Sequence[str]) -> List[int]:
   """
   if not texts:
     return []
+  if hasattr(tokenizer, "model_input_names"):   # Hugging Face: lengths only
+    out = tokenizer(list(texts), return_attention_mask=False,
+                    return_token_type_ids=False, return_length=True)
+    return [int(n) for n in out["length"]]
   out = tokenizer(list(texts))
   if isinstance(out, (list, tuple)):
     return [int(n) for n in out]
