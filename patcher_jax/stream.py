@@ -646,15 +646,8 @@ def _pool_key(base_key, fold: int, start: int):
 def _kept_pool_keys(base_key, size: int) -> Callable[[int, int], Any]:
   """`_pool_key(base_key, ...)` keeping the last `size` keys asked for (the
   look-ahead asks for each key up to three times; each is a device call)."""
-  keys = {}
-
-  def pool_key(fold: int, start: int):
-    if (fold, start) not in keys:
-      if len(keys) >= size:
-        del keys[next(iter(keys))]
-      keys[(fold, start)] = _pool_key(base_key, fold, start)
-    return keys[(fold, start)]
-  return pool_key
+  return functools.lru_cache(maxsize=size)(
+      functools.partial(_pool_key, base_key))
 
 
 @functools.partial(jax.jit, donate_argnums=(0, 1))

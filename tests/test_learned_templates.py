@@ -93,4 +93,3 @@ def test_runtime_falls_back_to_learned_templates(runtime):
   finally:
     runtime.stream[1], runtime._templates = saved
     runtime.learned_negatives = False
-

@@ -68,7 +68,8 @@ class ClassificationRuntime:
     self._base_wrong = None    # [stream] the unedited model is wrong (lazy)
     self._reph_base = None     # [rephrases] the unedited model is right (lazy)
     self._answered = {}        # stream index -> label after its edit
-    self._pool_inputs = {}     # stream index -> its tokens (the last few)
+    # a record's tokens as its pool takes them (asked up to three times)
+    self._pool_inputs = functools.lru_cache(maxsize=16)(self._pool_input)
     if len(memory_text):
       self.memory0 = np.concatenate([self.memory0, self._text_rows(
           memory_text, cache_dir, log)])
@@ -177,16 +178,15 @@ class ClassificationRuntime:
       self._pools.start(i, rng, noise_samples, self._pool_fn(i, noise_samples))
     return i
 
+  def _pool_input(self, i: int):
+    """Record i's (ids, mask) [1, T], padded as its pool takes them."""
+    return tuple(jnp.asarray(common.pad_to_multiple(a))
+                 for a in self._tokenize([self.stream[i].input]))
+
   def _pool_fn(self, i: int, noise_samples: int):
     """rng -> record i's pool of `noise_samples` dropout samples (numpy;
     tokenized here, so the returned function may run in the background)."""
-    if i not in self._pool_inputs:   # asked for up to three times
-      if len(self._pool_inputs) >= 16:
-        del self._pool_inputs[next(iter(self._pool_inputs))]
-      self._pool_inputs[i] = tuple(
-          jnp.asarray(common.pad_to_multiple(a))
-          for a in self._tokenize([self.stream[i].input]))
-    ids, mask = self._pool_inputs[i]
+    ids, mask = self._pool_inputs(i)
     pool_fn = (_augment_fn(self.pool_word_drop, self.pool_dropout)
                if self.pool_word_drop else bert.noisy_queries)
     fn = common.jitted_noisy_queries(self.model, pool_fn, noise_samples)
