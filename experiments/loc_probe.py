@@ -32,6 +32,9 @@ flags.DEFINE_integer("memory_size", 0, "Memory records (as run.py).")
 flags.DEFINE_string("memory_text", None, "Unlabeled inputs (as run.py).")
 flags.DEFINE_integer("train_sub_size", 2000, "TrainR subset (as run.py).")
 flags.DEFINE_integer("seed", 0, "Stream seed.")
+flags.DEFINE_string("data_dir", None, "Benchmark dir instead of the embedded "
+                    "one (as run.py).")
+flags.DEFINE_string("cache_dir", None, "Base-model cache (as run.py).")
 flags.DEFINE_integer("show", 15, "Lost answers printed per setting.")
 flags.DEFINE_string("json", None, "Write the rows (with the lost answers).")
 
@@ -114,9 +117,10 @@ def main(argv):
   from patcher_jax import configs, metrics, stream, tasks  # pylint: disable=g-import-not-at-top
   from patcher_jax.data import load_benchmark  # pylint: disable=g-import-not-at-top
   from patcher_jax.models import base_cache  # pylint: disable=g-import-not-at-top
-  bench = load_benchmark(FLAGS.task)
-  base = base_cache.load_or_train_base(FLAGS.task, bench,
-                                       data_key="embedded:full")
+  bench = load_benchmark(FLAGS.task, data_dir=FLAGS.data_dir)
+  base = base_cache.load_or_train_base(
+      FLAGS.task, bench, cache_dir=FLAGS.cache_dir,
+      data_key=FLAGS.data_dir or "embedded:full")
   extra = {}
   if FLAGS.memory_text:
     from patcher_jax import memory_text  # pylint: disable=g-import-not-at-top
