@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import flags
+import setting_text  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_edits", 100, "Edits.")
@@ -33,17 +34,6 @@ flags.DEFINE_bool("pool_dropout", True, "Pool: dropout on.")
 flags.DEFINE_string("json", None, "Write per-edit rows here.")
 flags.DEFINE_string("data_dir", None, "Benchmark dir (as run.py).")
 flags.DEFINE_string("cache_dir", None, "Base-model cache (as run.py).")
-
-
-def parse_setting(text, config):
-  """'a=1,b=x' -> config with those fields replaced (as sweep.py)."""
-  out = {}
-  for item in filter(None, (t.strip() for t in text.split(","))):
-    name, _, value = item.partition("=")
-    kind = type(getattr(config, name))
-    out[name] = (value.lower() in ("1", "true") if kind is bool
-                 else kind(value))
-  return config._replace(**out)
 
 
 def main(argv):
@@ -64,7 +54,8 @@ def main(argv):
   rt = tasks.build_runtime("zsre", bench, base, seed=FLAGS.seed,
                            train_sub_size=2000, pool_word_drop=FLAGS.word_drop,
                            pool_dropout=FLAGS.pool_dropout)
-  config = parse_setting(FLAGS.settings, tasks.edit_config("zsre", "fast"))
+  config = setting_text.parse_setting(FLAGS.settings,
+                                      configs.get("zsre", "fast"))
   edit_fn = jax.jit(editor.edit, static_argnames="config")
   bank = patch_lib.init_bank(4096, rt.dim)
   mem = memory_lib.init_memory(rt.memory0, len(rt.memory0) + 40 * FLAGS.num_edits)

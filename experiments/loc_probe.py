@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import flags
+import setting_text  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("task", "zsre", ["fever", "zsre"], "Benchmark task.")
@@ -37,35 +38,6 @@ flags.DEFINE_string("data_dir", None, "Benchmark dir instead of the embedded "
 flags.DEFINE_string("cache_dir", None, "Base-model cache (as run.py).")
 flags.DEFINE_integer("show", 15, "Lost answers printed per setting.")
 flags.DEFINE_string("json", None, "Write the rows (with the lost answers).")
-
-
-POOL_KEYS = {"pool": int, "word_drop": float, "pool_dropout": bool}
-
-
-def parse_pool(text, defaults):
-  """The pool settings of 'a=1,pool=16,...' over `defaults` (as sweep.py)."""
-  out = dict(defaults)
-  for item in filter(None, (t.strip() for t in text.split(","))):
-    name, _, value = item.partition("=")
-    if name in POOL_KEYS:
-      kind = POOL_KEYS[name]
-      out[name] = (value.lower() in ("1", "true") if kind is bool
-                   else kind(value))
-  return out
-
-
-def parse_setting(text, config):
-  """'a=1,b=x' -> config with those EditConfig fields replaced (as
-  sweep.py; pool settings skipped)."""
-  out = {}
-  for item in filter(None, (t.strip() for t in text.split(","))):
-    name, _, value = item.partition("=")
-    if name in POOL_KEYS:
-      continue
-    kind = type(getattr(config, name))
-    out[name] = (value.lower() in ("1", "true") if kind is bool
-                 else kind(value))
-  return config._replace(**out)
 
 
 def lost_answers(runtime, bank, records):
@@ -114,7 +86,7 @@ def lost_answers(runtime, bank, records):
 def main(argv):
   del argv
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from patcher_jax import configs, metrics, stream, tasks  # pylint: disable=g-import-not-at-top
+  from patcher_jax import metrics, stream, tasks  # pylint: disable=g-import-not-at-top
   from patcher_jax.data import load_benchmark  # pylint: disable=g-import-not-at-top
   from patcher_jax.models import base_cache  # pylint: disable=g-import-not-at-top
   bench = load_benchmark(FLAGS.task, data_dir=FLAGS.data_dir)
@@ -130,17 +102,11 @@ def main(argv):
                                 memory_size=FLAGS.memory_size, **extra)
   out_rows = []
   for text in FLAGS.settings.split(";"):
-    text = "" if text.strip() == "default" else text.strip()
-    config = parse_setting(text, configs.get(FLAGS.task, "fast"))
-    settings = configs.stream_settings(FLAGS.task, "fast")
-    pool = parse_pool(text, {"pool": settings.pop("noise_samples"),
-                                   "word_drop": 0.0, "pool_dropout": True})
-    runtime.pool_word_drop = pool["word_drop"]
-    runtime.pool_dropout = pool["pool_dropout"]
+    config, settings = setting_text.apply(text, FLAGS.task, "fast", runtime)
     t0 = time.perf_counter()
     out = stream.run(runtime, config, stream.StreamConfig(
         num_edits=FLAGS.num_edits, seed=FLAGS.seed, checkpoint_every=0,
-        noise_samples=pool["pool"], **settings), log=lambda *_: None)
+        **settings), log=lambda *_: None)
     wall = time.perf_counter() - t0
     summary = metrics.summarize(out["records"], out["folds"])
     bank = stream._unstack(out["state"].bank, 0)  # pylint: disable=protected-access

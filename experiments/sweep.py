@@ -16,6 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import flags
+import setting_text  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("task", "zsre", ["fever", "zsre", "lm_complete", "lm_chat"],
@@ -41,35 +42,6 @@ flags.DEFINE_string("neuron_act", None, "lm_* tasks: the neurons' "
                     "activation (gelu / relu).")
 
 
-STREAM_KEYS = {"pool": int, "word_drop": float, "pool_dropout": bool,
-               "neuron_margin": float, "encoder_samples": int}
-
-
-def parse_pool(text: str, defaults):
-  """The pool and stream settings of 'a=1,pool=16,...' over `defaults`
-  (a dict)."""
-  out = dict(defaults)
-  for item in filter(None, (t.strip() for t in text.split(","))):
-    name, _, value = item.partition("=")
-    if name in STREAM_KEYS:
-      kind = STREAM_KEYS[name]
-      out[name] = (value.lower() in ("1", "true", "yes") if kind is bool
-                   else kind(value))
-  return out
-
-
-def parse_setting(text: str, config):
-  """'a=1,b=x' -> config with those fields replaced (typed as the field);
-  pool and stream settings (STREAM_KEYS) are skipped here."""
-  from patcher_jax import configs  # pylint: disable=g-import-not-at-top
-  items = [t.strip() for t in text.split(",") if t.strip()
-           and t.strip().partition("=")[0] not in STREAM_KEYS]
-  try:
-    return config._replace(**configs.parse_overrides(items))
-  except ValueError as e:
-    raise ValueError(f"--settings: {e}") from None
-
-
 def _runtime(tasks):
   """The task's runtime, built as run.py builds it (cached base, queries)."""
   if FLAGS.task.startswith("lm_"):
@@ -92,28 +64,17 @@ def _runtime(tasks):
 
 def main(argv):
   del argv
-  from patcher_jax import configs, metrics, stream, tasks  # pylint: disable=g-import-not-at-top
+  from patcher_jax import metrics, stream, tasks  # pylint: disable=g-import-not-at-top
   runtime = _runtime(tasks)
   rows = []
   for text in FLAGS.settings.split(";"):
-    config = parse_setting(text, configs.get(FLAGS.task, FLAGS.mode))
-    settings = configs.stream_settings(FLAGS.task, FLAGS.mode)
-    pool = parse_pool(text, {"pool": settings.pop("noise_samples"),
-                             "neuron_margin": settings.pop("neuron_margin"),
-                             "word_drop": 0.0, "pool_dropout": True,
-                             "encoder_samples": -1})
-    runtime.pool_word_drop = pool["word_drop"]
-    runtime.pool_dropout = pool["pool_dropout"]
-    # -1: every sample runs the whole model (the default)
-    runtime.pool_encoder_samples = (None if pool["encoder_samples"] < 0
-                                    else pool["encoder_samples"])
+    config, settings = setting_text.apply(text, FLAGS.task, FLAGS.mode,
+                                          runtime)
     t0 = time.perf_counter()
     out = stream.run(runtime, config,
                      stream.StreamConfig(
                          num_edits=FLAGS.num_edits, seed=FLAGS.seed,
-                         checkpoint_every=0, noise_samples=pool["pool"],
-                         neuron_margin=pool["neuron_margin"],
-                         **settings),
+                         checkpoint_every=0, **settings),
                      log=lambda *_: None)
     summary = metrics.summarize(out["records"], out["folds"])
     times = [r["edit_time_s"] for r in out["records"][2:]]  # after compiles
