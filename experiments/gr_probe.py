@@ -9,7 +9,7 @@ pre-activation; each failed rephrase is put in one class:
   * weak:      wrong at a neuron's position although the neuron fires;
   * free_gen:  teacher forcing is right but greedy decoding is not.
 
-  python experiments/gr_probe.py --num_edits=100 --settings="edit_margin=4"
+  python experiments/gr_probe.py --num_edits=100 --settings="edit_margin=6"
 """
 import collections
 import json
@@ -38,6 +38,10 @@ flags.DEFINE_string("cache_dir", None, "Base-model cache (as run.py).")
 
 def main(argv):
   del argv
+  if setting_text.stream_keys(FLAGS.settings):
+    raise app.UsageError(
+        f"--settings: {', '.join(setting_text.stream_keys(FLAGS.settings))}"
+        ": use --pool, --word_drop, --pool_dropout, --neuron_margin here")
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from patcher_jax import editor, memory as memory_lib, patch as patch_lib  # pylint: disable=g-import-not-at-top

@@ -10,7 +10,7 @@ each setting starts from an empty bank), then, on the final bank:
     smoother signal of the same locality than the lost count).
 
   python experiments/loc_probe.py --num_edits=300 \
-      --settings="default;beta=-5" --json=/tmp/loc.json
+      --settings="default;beta=-3" --json=/tmp/loc.json
 """
 import json
 import os
@@ -101,8 +101,10 @@ def main(argv):
                                 train_sub_size=FLAGS.train_sub_size,
                                 memory_size=FLAGS.memory_size, **extra)
   out_rows = []
+  defaults = setting_text.runtime_defaults(runtime)
   for text in FLAGS.settings.split(";"):
-    config, settings = setting_text.apply(text, FLAGS.task, "fast", runtime)
+    config, settings = setting_text.apply(text, FLAGS.task, "fast", runtime,
+                                          defaults)
     t0 = time.perf_counter()
     out = stream.run(runtime, config, stream.StreamConfig(
         num_edits=FLAGS.num_edits, seed=FLAGS.seed, checkpoint_every=0,
@@ -113,7 +115,7 @@ def main(argv):
     lost, firing, base_right = (lost_answers(runtime, bank, out["records"])
                                 if FLAGS.task == "zsre" else ([], {}, 0))
     times = [r["edit_time_s"] for r in out["records"][2:]]
-    row = {"setting": text or "default",
+    row = {"setting": text.strip() or "default",
            **{k: round(summary[k], 4) for k in ("SR", "GR", "ER", "TrainR",
                                                 "TestR")},
            "train_lost": summary["TrainR_flips"]["lost"],

@@ -67,9 +67,10 @@ def main(argv):
   from patcher_jax import metrics, stream, tasks  # pylint: disable=g-import-not-at-top
   runtime = _runtime(tasks)
   rows = []
+  defaults = setting_text.runtime_defaults(runtime)
   for text in FLAGS.settings.split(";"):
     config, settings = setting_text.apply(text, FLAGS.task, FLAGS.mode,
-                                          runtime)
+                                          runtime, defaults)
     t0 = time.perf_counter()
     out = stream.run(runtime, config,
                      stream.StreamConfig(
@@ -78,7 +79,7 @@ def main(argv):
                      log=lambda *_: None)
     summary = metrics.summarize(out["records"], out["folds"])
     times = [r["edit_time_s"] for r in out["records"][2:]]  # after compiles
-    row = {"setting": text or "default",
+    row = {"setting": text.strip() or "default",
            **{k: summary[k] for k in ("SR", "GR", "ER", "TrainR", "TestR")},
            "median_edit_s": statistics.median(times) if times else None,
            "median_steps": statistics.median(
