@@ -9,11 +9,13 @@ stream decides exactly as it would compute everything in place. Keep
 tokenizers out of the submitted work: HF fast tokenizers are not for
 concurrent use.
 """
+import atexit
 import concurrent.futures
 import heapq
 import itertools
 import threading
 from typing import Any, Callable, Optional
+import weakref
 
 # Priorities: needed before the next edit (its pool) / by the round after
 # it (the last edit's checks) / within a few rounds (blocks of drafts) /
@@ -37,6 +39,7 @@ class Lookahead:
     self._order = itertools.count()
     self._thread: Optional[threading.Thread] = None
     self._lock = threading.Lock()
+    self._closed = False
 
   def submit(self, priority: int, fn: Callable[..., Any], *args
              ) -> concurrent.futures.Future:
@@ -78,6 +81,25 @@ class Lookahead:
           return item
     return None
 
+  def close(self) -> None:
+    """Cancel the queued calls and wait for the running one; the thread
+    ends. Called at exit for every live Lookahead: a daemon thread still
+    inside an XLA call while the interpreter tears down aborts the process
+    (a probe that ended with pools drawn ahead exited with status 134).
+    A later `submit` starts a new thread."""
+    with self._ready:
+      self._closed = True
+      for item in self._heap:
+        item[2].cancel()
+      self._heap.clear()
+      self._ready.notify_all()
+    with self._lock:
+      thread, self._thread = self._thread, None
+    if thread is not None and thread is not threading.current_thread():
+      thread.join()
+    with self._ready:
+      self._closed = False
+
   def _start(self) -> None:
     with self._lock:
       if self._thread is None:
@@ -85,20 +107,31 @@ class Lookahead:
         self._thread = threading.Thread(target=self._work, daemon=True,
                                         name="patcher_jax-lookahead")
         self._thread.start()
+        _LIVE.add(self)
 
   def _pop(self, at_most: int = LATER, block: bool = True):
     """The most urgent queued call of priority <= `at_most` (None if none
-    and not `block`)."""
+    and not `block`, or once closed)."""
     with self._ready:
-      while block and not self._heap:
+      while block and not self._heap and not self._closed:
         self._ready.wait()
       if self._heap and self._heap[0][0] <= at_most:
         return heapq.heappop(self._heap)
       return None
 
   def _work(self) -> None:
-    while True:
-      _run(self._pop())
+    while (item := self._pop()) is not None:
+      _run(item)
+
+
+# Lookaheads whose thread has started, closed at exit (`Lookahead.close`).
+_LIVE = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+  for ahead in list(_LIVE):
+    ahead.close()
 
 
 def _run(item) -> None:

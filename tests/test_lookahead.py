@@ -1,4 +1,7 @@
 """The lookahead thread and the pools drawn ahead (tasks/common.Pools)."""
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -126,3 +129,44 @@ def test_a_waiting_thread_runs_queued_urgent_work_itself():
   assert ran[0] == ("first", me) and first.done()
   later.result(timeout=10)
   assert ran[-1] == ("later", "patcher_jax-lookahead")
+
+
+def test_close_cancels_the_queue_and_waits_for_the_running_call():
+  ahead = lookahead.Lookahead()
+  gate = threading.Event()
+  running = ahead.submit(lookahead.SOON, gate.wait)
+  queued = ahead.submit(lookahead.SOON, lambda: 1)
+  while not running.running():
+    time.sleep(0.001)
+  closer = threading.Thread(target=ahead.close)
+  closer.start()
+  closer.join(0.05)
+  assert closer.is_alive()             # waits for the call under way
+  gate.set()
+  closer.join(10)
+  assert not closer.is_alive() and running.result() is True
+  assert queued.cancelled()
+  # usable again: a new thread
+  assert ahead.submit(lookahead.URGENT, lambda: 2).result(timeout=10) == 2
+
+
+_EXIT_WITH_WORK_QUEUED = """
+import jax, jax.numpy as jnp
+from patcher_jax import lookahead
+f = jax.jit(lambda x: (x @ x).sum())
+a = jnp.ones((800, 800))
+f(a).block_until_ready()
+ahead = lookahead.Lookahead()
+for _ in range(50):
+  ahead.submit(lookahead.SOON, lambda: f(a).block_until_ready())
+"""
+
+
+def test_a_program_that_ends_with_work_queued_exits_cleanly():
+  # Without the close at exit, the daemon thread was inside an XLA call
+  # during interpreter teardown and the process aborted (status 134).
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ, PYTHONPATH=root)
+  done = subprocess.run([sys.executable, "-c", _EXIT_WITH_WORK_QUEUED],
+                        env=env, capture_output=True, timeout=300)
+  assert done.returncode == 0, done.stderr.decode()[-2000:]
