@@ -88,10 +88,13 @@ def test_greedy_matches_transformers_generate():
   # Cached encoder outputs give the same tokens.
   hidden = model.encode(ids, attention_mask=mask,
                         params=model.params).last_hidden_state
+  done = []
   again = qa_format.greedy_generate_ids(model, model.params, ids, mask, n_new,
                                         batch_size=4,
-                                        encoder_hidden=np.asarray(hidden))
+                                        encoder_hidden=np.asarray(hidden),
+                                        on_batch=done.append)
   np.testing.assert_array_equal(again, ours)
+  assert done == [4, 4, 2]        # the rows of each batch, as they are done
 
 
 def test_greedy_pads_after_eos():

@@ -263,13 +263,16 @@ def decode_ids(tokenizer, ids: np.ndarray) -> list:
 def greedy_generate_ids(model, params: Params, input_ids: np.ndarray,
                         attention_mask: np.ndarray, max_new_tokens: int,
                         batch_size: int = DEFAULT_BATCH_SIZE,
-                        encoder_hidden: Optional[np.ndarray] = None
+                        encoder_hidden: Optional[np.ndarray] = None,
+                        on_batch: Optional[Callable[[int], Any]] = None
                         ) -> np.ndarray:
   """Greedy token ids [N, max_new_tokens] for padded sources.
 
   Runs in fixed-size batches (the last one zero-padded) so there is one
   compile per (batch_size, source length, max_new_tokens). Pass
-  ``encoder_hidden`` (e.g. cached frozen-encoder outputs) to skip the encoder.
+  ``encoder_hidden`` (e.g. cached frozen-encoder outputs) to skip the encoder,
+  ``on_batch`` to hear the rows of each batch as it is done (a progress bar's
+  ``update``).
   """
   encode = _jitted_encode(model)
   decode = _jitted_decode(model, max_new_tokens)
@@ -284,6 +287,8 @@ def greedy_generate_ids(model, params: Params, input_ids: np.ndarray,
     else:
       hidden = _pad_rows(np.asarray(encoder_hidden[s:e]), batch_size)
     out.append(np.asarray(decode(params, hidden, mask))[:e - s])
+    if on_batch is not None:
+      on_batch(e - s)
   if not out:
     return np.zeros((0, max_new_tokens), np.int32)
   return np.concatenate(out, axis=0)
@@ -292,13 +297,16 @@ def greedy_generate_ids(model, params: Params, input_ids: np.ndarray,
 def greedy_generate(model, params: Params, input_ids: np.ndarray,
                     attention_mask: np.ndarray, max_new_tokens: int,
                     tokenizer, batch_size: int = DEFAULT_BATCH_SIZE,
-                    encoder_hidden: Optional[np.ndarray] = None) -> list:
+                    encoder_hidden: Optional[np.ndarray] = None,
+                    on_batch: Optional[Callable[[int], Any]] = None) -> list:
   """Greedy decoding to strings (special tokens removed).
 
-  Compare to gold answers with ``exact_match``.
+  Compare to gold answers with ``exact_match``. ``on_batch``: as for
+  ``greedy_generate_ids``.
   """
   ids = greedy_generate_ids(model, params, input_ids, attention_mask,
-                            max_new_tokens, batch_size, encoder_hidden)
+                            max_new_tokens, batch_size, encoder_hidden,
+                            on_batch)
   return decode_ids(tokenizer, ids)
 
 

@@ -291,19 +291,24 @@ def training_texts(records, train_on_rephrases: bool,
 
 
 def _lower_hidden(config, params: Params, tok: Tokens, stop: int,
-                  batch_size: int) -> np.ndarray:
-  """Output of the frozen embeddings + layers [0, stop) for every text."""
+                  batch_size: int, show_progress: bool = False) -> np.ndarray:
+  """Output of the frozen embeddings + layers [0, stop) for every text
+  (a minute or more for the embedded benchmark's texts: shown as it goes)."""
   module = BertSlice(config, 0, stop, embed=True, head=False)
   sliced = to_slice(params, 0, stop, embed=True, head=False)
   fn = jax.jit(lambda p, ids, mask: module.apply({"params": p}, ids, mask))
   out = np.zeros(tok.ids.shape + (config.hidden_size,), np.float32)
-  for b in tu.eval_batches(tok.buckets, batch_size):
+  batches = list(tu.eval_batches(tok.buckets, batch_size))
+  bar = tu.progress(len(batches), "encode", disable=not show_progress)
+  for b in batches:
     ids = tu.take_rows(tok.ids, b.index, b.length)
     mask = tu.take_rows(tok.mask, b.index, b.length)
     mask[:, 0] = 1
     h = np.asarray(fn(sliced, ids, mask))
     keep = b.index >= 0
     out[b.index[keep], :b.length] = h[keep]
+    bar.update(1)
+  bar.close()
   return out
 
 
@@ -333,7 +338,8 @@ def train_classifier(config, params: Params, tokenizer, texts: Sequence[str],
     inputs = tok.ids
     precompute_s = 0.0
   else:
-    inputs = _lower_hidden(config, params, tok, k, s.eval_batch_size)
+    inputs = _lower_hidden(config, params, tok, k, s.eval_batch_size,
+                           show_progress)
     precompute_s = clock()
     logging.info("classifier: cached layers [0, %d) for %d texts in %.1fs",
                  k, len(texts), precompute_s)
