@@ -113,6 +113,8 @@ def batched_queries(query_fn, tokenize, texts: Sequence[str], batch_size: int,
   """
   if not len(texts):
     return np.zeros((0, 0), np.float32)
+  if log and what:       # a split can take ~30 s (FEVER's rephrases)
+    log(f"  caching {len(texts)} queries: {what} ...")
   ids, mask = tokenize(texts)
   out = [None] * len(texts)
   for idx, width in length_batches(mask.sum(-1), batch_size):

@@ -130,13 +130,14 @@ class Seq2SeqRuntime:
       arrays = {}
       for k, (name, what, fn) in enumerate(parts):
         t0 = time.perf_counter()
+        log(f"  caching {k + 1}/{len(parts)}: {what} ...")  # up to ~30 s
         out = fn()
         if isinstance(out, drafts_lib.Drafts):
           arrays.update({f"base_{name}_{f}": a
                          for f, a in out._asdict().items()})
         else:
           arrays[name] = out
-        log(f"  caching {k + 1}/{len(parts)}: {what} in "
+        log(f"  cached {k + 1}/{len(parts)} in "
             f"{time.perf_counter() - t0:.0f} s")
       return arrays
 
