@@ -21,7 +21,6 @@ STREAM_KEYS = {"pool": int, "word_drop": float, "pool_dropout": bool,
 # those of them that are runtime attributes: name -> attribute
 RUNTIME_KEYS = {"word_drop": "pool_word_drop", "pool_dropout": "pool_dropout",
                 "encoder_samples": "pool_encoder_samples"}
-_TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no")
 
 
 def _items(text: str) -> List[Tuple[str, str]]:
@@ -34,19 +33,6 @@ def _items(text: str) -> List[Tuple[str, str]]:
       name, _, value = item.partition("=")
       out.append((name.strip(), value.strip()))
   return out
-
-
-def _typed(name: str, value: str, kind):
-  if kind is bool:
-    if value.lower() not in _TRUE + _FALSE:
-      raise ValueError(f"--settings: {name}={value}: expected one of "
-                       f"{', '.join(_TRUE + _FALSE)}")
-    return value.lower() in _TRUE
-  try:
-    return kind(value)
-  except ValueError:
-    raise ValueError(f"--settings: {name}={value}: expected "
-                     f"{kind.__name__}") from None
 
 
 def parse_pool(text: str, defaults: Dict[str, Any]) -> Dict[str, Any]:
@@ -63,11 +49,13 @@ def parse_pool(text: str, defaults: Dict[str, Any]) -> Dict[str, Any]:
     >>> parse_pool("pool=32,edit_margin=2,pool_dropout=no", {"pool": 16})
     {'pool': 32, 'pool_dropout': False}
   """
-  out = dict(defaults)
-  for name, value in _items(text):
-    if name in STREAM_KEYS:
-      out[name] = _typed(name, value, STREAM_KEYS[name])
-  return out
+  from patcher_jax import configs  # pylint: disable=g-import-not-at-top
+  items = [f"{n}={v}" for n, v in _items(text) if n in STREAM_KEYS]
+  try:
+    return {**defaults, **configs.parse_overrides(items, STREAM_KEYS,
+                                                  "the stream keys")}
+  except ValueError as e:
+    raise ValueError(f"--settings: {e}") from None
 
 
 def parse_setting(text: str, config):

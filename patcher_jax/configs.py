@@ -13,7 +13,7 @@ in `PARITY` (the reference's settings, ALGORITHM.md section 3); a task then
 adds its own changes (`TASK`, `TASK_MODE`). Nothing here restates a default.
 """
 import functools
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from patcher_jax.editor import EditConfig
 
@@ -190,11 +190,15 @@ def get(task: str, mode: str = "fast", **overrides) -> EditConfig:
   return preset(mode, **changes)
 
 
-def parse_overrides(items) -> Dict[str, Any]:
+def parse_overrides(items, kinds: Optional[Dict[str, type]] = None,
+                    owner: str = "EditConfig's fields") -> Dict[str, Any]:
   """EditConfig overrides from "name=value" strings, typed as each field.
 
   Args:
     items: strings such as "beta=-3" or "pool_stop=false".
+    kinds: {name: type} of the names allowed (default: EditConfig's fields
+      and their types).
+    owner: what the names are, for the error message.
 
   Returns:
     {name: value}, to pass to `get` (or `preset`).
@@ -205,16 +209,19 @@ def parse_overrides(items) -> Dict[str, Any]:
   Example:
     >>> parse_overrides(["beta=-3", "pool_stop=no", "max_steps=50"])
     {'beta': -3.0, 'pool_stop': False, 'max_steps': 50}
+    >>> parse_overrides(["pool=32"], kinds={"pool": int})
+    {'pool': 32}
   """
-  defaults = EditConfig()
+  if kinds is None:
+    kinds = {k: type(v) for k, v in EditConfig()._asdict().items()}
   out = {}
   for item in items:
     name, sep, text = item.partition("=")
     name = name.strip()
-    if not sep or name not in defaults._fields:
+    if not sep or name not in kinds:
       raise ValueError(f"{item!r}: expected name=value with a name among "
-                       f"EditConfig's fields")
-    kind = type(getattr(defaults, name))
+                       f"{owner}")
+    kind = kinds[name]
     text = text.strip()
     if kind is bool:
       if text.lower() not in ("1", "0", "true", "false", "yes", "no"):

@@ -78,8 +78,9 @@ def test_apply_defaults_are_the_modes():
 
 @pytest.mark.parametrize("text,match", [
     ("no_such_field=1", "--settings"),
-    ("pool=abc", "pool=abc: expected int"),
-    ("pool_dropout=maybe", "pool_dropout=maybe: expected one of"),
+    ("pool=abc", "--settings: 'pool=abc': pool takes a int"),
+    ("pool_dropout=maybe",
+     "--settings: 'pool_dropout=maybe': pool_dropout is true or false"),
     ("encoder_samples=2", "encoder_samples: not a setting of _Runtime")])
 def test_bad_input_is_an_error_naming_the_flag(text, match):
   with pytest.raises(ValueError, match=match):

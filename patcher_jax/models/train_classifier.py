@@ -297,19 +297,9 @@ def _lower_hidden(config, params: Params, tok: Tokens, stop: int,
   module = BertSlice(config, 0, stop, embed=True, head=False)
   sliced = to_slice(params, 0, stop, embed=True, head=False)
   fn = jax.jit(lambda p, ids, mask: module.apply({"params": p}, ids, mask))
-  out = np.zeros(tok.ids.shape + (config.hidden_size,), np.float32)
-  batches = list(tu.eval_batches(tok.buckets, batch_size))
-  bar = tu.progress(len(batches), "encode", disable=not show_progress)
-  for b in batches:
-    ids = tu.take_rows(tok.ids, b.index, b.length)
-    mask = tu.take_rows(tok.mask, b.index, b.length)
-    mask[:, 0] = 1
-    h = np.asarray(fn(sliced, ids, mask))
-    keep = b.index >= 0
-    out[b.index[keep], :b.length] = h[keep]
-    bar.update(1)
-  bar.close()
-  return out
+  return tu.hidden_states(functools.partial(fn, sliced), tok.ids, tok.mask,
+                          tok.buckets, batch_size, config.hidden_size,
+                          show_progress=show_progress)
 
 
 def train_classifier(config, params: Params, tokenizer, texts: Sequence[str],

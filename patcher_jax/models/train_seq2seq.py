@@ -121,21 +121,10 @@ def encoder_outputs(model, params: Params, input_ids: np.ndarray,
   Runs bucket by bucket (short sources are not padded to the widest one);
   positions beyond a source's bucket are zero and masked downstream.
   """
-  n, width = input_ids.shape
-  out = np.zeros((n, width, model.config.d_model), np.float32)
   encode = qa_format._jitted_encode(model)  # pylint: disable=protected-access
-  batches = list(tu.eval_batches(buckets, batch_size))
-  bar = tu.progress(len(batches), "encode", disable=not show_progress)
-  for b in batches:
-    ids = tu.take_rows(input_ids, b.index, b.length)
-    mask = tu.take_rows(attention_mask, b.index, b.length)
-    mask[:, 0] = 1
-    h = np.asarray(encode(params, ids, mask))
-    keep = b.index >= 0
-    out[b.index[keep], :b.length] = h[keep]
-    bar.update(1)
-  bar.close()
-  return out
+  return tu.hidden_states(functools.partial(encode, params), input_ids,
+                          attention_mask, buckets, batch_size,
+                          model.config.d_model, show_progress=show_progress)
 
 
 # --------------------------------------------------------------------------

@@ -213,3 +213,43 @@ def progress(total: int, desc: str, disable: bool = False):
   from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
   return tqdm(total=total, desc=desc, disable=disable, dynamic_ncols=True,
               mininterval=1.0)
+
+
+def hidden_states(fn: Callable, ids: np.ndarray, mask: np.ndarray,
+                  buckets: np.ndarray, batch_size: int, dim: int,
+                  desc: str = "encode", show_progress: bool = False
+                  ) -> np.ndarray:
+  """fn(ids, mask) -> [B, T, dim] for every row, bucket by bucket (short
+  rows are not padded to the widest); positions beyond a row's bucket are
+  zero. A frozen encoder's outputs, computed once before training.
+
+  Args:
+    fn: the (jitted) encoder on a batch of [B, T] ids and mask.
+    ids, mask: [N, W] token arrays.
+    buckets: [N] each row's padded length (`bucket_by_edges`).
+    batch_size: rows per call (the last batch of a bucket is zero-padded).
+    dim: the hidden size.
+    desc, show_progress: the progress bar.
+
+  Returns:
+    [N, W, dim] float32.
+
+  Example:
+    >>> ids = np.array([[5, 6, 0], [7, 8, 9]])
+    >>> out = hidden_states(lambda i, m: (i * m)[..., None] * 1.0, ids,
+    ...                     (ids > 0).astype(np.int32), np.array([2, 3]), 4, 1)
+    >>> out[..., 0].tolist()
+    [[5.0, 6.0, 0.0], [7.0, 8.0, 9.0]]
+  """
+  out = np.zeros(ids.shape + (dim,), np.float32)
+  batches = list(eval_batches(buckets, batch_size))
+  bar = progress(len(batches), desc, disable=not show_progress)
+  for b in batches:
+    b_mask = take_rows(mask, b.index, b.length)
+    b_mask[:, 0] = 1      # padded rows attend to one token: no NaN softmax
+    h = np.asarray(fn(take_rows(ids, b.index, b.length), b_mask))
+    keep = b.index >= 0
+    out[b.index[keep], :b.length] = h[keep]
+    bar.update(1)
+  bar.close()
+  return out
