@@ -279,12 +279,6 @@ def main(argv):
         None if mistakes is None else {"edit_mistakes": mistakes,
                                        "num_edit": len(runtime.stream)},
         FLAGS.num_edits))
-  t_queries = time.perf_counter()
-  timings.add("setup.queries", t_queries - t_base)
-  print(f"queries cached in {t_queries - t_base:.0f} s "
-        f"(memory {len(runtime.memory0)}, val memory "
-        f"{len(runtime.val_memory0)})")
-
   pool = {} if FLAGS.pool is None else {"pool_alpha": FLAGS.pool > 0}
   edit_config = configs.get(FLAGS.task, FLAGS.mode,
                             keep_failed=FLAGS.keep_failed,
@@ -299,6 +293,16 @@ def main(argv):
                                 subject_negatives=FLAGS.subject_negatives,
                                 negatives_in_memory=FLAGS.negatives_in_memory),
       checkpoint_every=FLAGS.checkpoint_every, curve_every=curve_every)
+  rank, nproc = jax.process_index(), jax.process_count()
+  folds = stream.local_folds(FLAGS.num_folds, rank, nproc)
+  # the likely edits' rephrase drafts are a query cache too
+  stream.plan(runtime, config, folds)
+  t_queries = time.perf_counter()
+  timings.add("setup.queries", t_queries - t_base)
+  print(f"queries cached in {t_queries - t_base:.0f} s "
+        f"(memory {len(runtime.memory0)}, val memory "
+        f"{len(runtime.val_memory0)})")
+
   bar = _progress(FLAGS.num_edits * FLAGS.num_folds)
   done = {"n": 0, "ok": 0, "t0": time.perf_counter()}
 
@@ -311,8 +315,6 @@ def main(argv):
                       rate=f"{rate:.1f}/s", steps=rec["steps"])
       bar.update(1)
 
-  rank, nproc = jax.process_index(), jax.process_count()
-  folds = stream.local_folds(FLAGS.num_folds, rank, nproc)
   ckpt_dir = os.path.join(out_dir, "checkpoint")
   if nproc > 1:
     ckpt_dir = os.path.join(ckpt_dir, f"process_{rank}")

@@ -75,6 +75,25 @@ def fold_orders(n_records: int, num_folds: int, seed: int) -> List[np.ndarray]:
   return [perm[i * size:(i + 1) * size] for i in range(num_folds)]
 
 
+def plan(runtime, config: StreamConfig, folds=None) -> None:
+  """Let the runtime prepare, before the stream, what the edits of these
+  folds will likely need (its `plan_edits`, if it has one: seq2seq drafts the
+  rephrases of the records it expects to edit). `run` calls it; calling it
+  first (as run.py does, to count it as setup) makes that call free.
+
+  Args:
+    runtime: a task runtime (tasks/).
+    config: the stream's settings (num_edits, num_folds, seed).
+    folds: the folds this process runs (default: all).
+  """
+  plan_edits = getattr(runtime, "plan_edits", None)
+  if plan_edits is None:
+    return
+  orders = fold_orders(len(runtime.stream), config.num_folds, config.seed)
+  folds = range(config.num_folds) if folds is None else folds
+  plan_edits([orders[f] for f in folds], config.num_edits)
+
+
 def _stack(trees):
   return jax.tree.map(lambda *a: jnp.stack(a), *trees)
 
@@ -303,6 +322,7 @@ def _start(runtime, edit_config, config, folds, checkpoint_dir, resume,
   folds = list(range(config.num_folds)) if folds is None else list(folds)
   n = len(folds)
   orders = fold_orders(len(runtime.stream), config.num_folds, config.seed)
+  plan(runtime, config, folds)
   state = init_fold_state(runtime, config, _rows_per_edit(runtime, config), n)
   prog = Progress(0, folds, [0] * n, [0] * n, [False] * n, [], [], [],
                   [_new_book() for _ in range(n)])

@@ -192,14 +192,23 @@ def test_packed_drafts_unpack_to_the_same_checks(runtime):
       drafts_lib.check(runtime.tail, bank, want, runtime._max_new_tokens))  # pylint: disable=protected-access
 
 
-def test_cached_rephrase_drafts_equal_the_ones_computed_ahead(runtime):
-  # The stream's rephrase drafts come from the runtime's cache; the Editor's
-  # later records get theirs from `prefetch`: the two must agree.
-  i = next(k for k, r in enumerate(runtime.stream) if len(r.rephrases) > 1)
+def _likely_edit(runtime):
+  wrong = ~runtime.base_drafts["stream"].correct
+  return next(k for k, r in enumerate(runtime.stream)
+              if len(r.rephrases) > 1 and wrong[k])
+
+
+def test_planned_rephrase_drafts_equal_the_ones_computed_ahead(runtime):
+  # A stream's likely edits get their rephrase drafts from the runtime's
+  # cache (`plan_edits`); any other record from `prefetch`: the two agree.
+  i = _likely_edit(runtime)
+  runtime.plan_edits([np.array([i])], 1)
+  assert runtime._cached_rephrases(i)  # pylint: disable=protected-access
   cached = runtime._rephrase_drafts(i, pop=False)  # pylint: disable=protected-access
   store = runtime._reph_store  # pylint: disable=protected-access
-  runtime._reph_store = (store[0][:1], store[1])  # pylint: disable=protected-access
+  runtime._reph_store = (np.full(len(runtime.stream), -1),) + store[1:]  # pylint: disable=protected-access
   try:
+    assert not runtime._cached_rephrases(i)  # pylint: disable=protected-access
     ahead = runtime._rephrase_drafts(i, pop=True)  # pylint: disable=protected-access
   finally:
     runtime._reph_store = store  # pylint: disable=protected-access
@@ -209,6 +218,45 @@ def test_cached_rephrase_drafts_equal_the_ones_computed_ahead(runtime):
       np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
     np.testing.assert_allclose(got.queries[got.mask], want.queries[want.mask],
                                atol=1e-5)
+
+
+def test_a_plan_drafts_the_first_mistakes_of_each_order(runtime):
+  from patcher_jax.tasks import seq2seq
+  wrong = ~runtime.base_drafts["stream"].correct
+  n = len(runtime.stream)
+  orders = [np.arange(n), np.arange(n)[::-1]]
+  want = int(np.ceil(seq2seq.PLAN_SLACK * 2)) + 8
+  assert 0 < want < wrong.sum()     # the plan must leave some out
+  runtime.plan_edits(orders, 2)
+  expect = set(np.flatnonzero(wrong)[:want]) | set(
+      np.flatnonzero(wrong)[::-1][:want])
+  drafted = {i for i in range(n) if runtime._cached_rephrases(i)}  # pylint: disable=protected-access
+  assert drafted == expect
+  store = runtime._reph_store  # pylint: disable=protected-access
+  runtime.plan_edits(orders, 2)     # the same plan again: nothing redone
+  assert runtime._reph_store is store  # pylint: disable=protected-access
+
+
+def test_prefetch_leaves_out_what_the_unedited_model_gets_right(runtime):
+  # the tiny model gets every record wrong: say it gets the even ones right
+  base = runtime.base_drafts["stream"]
+  right = np.arange(len(runtime.stream)) % 2 == 0
+  runtime.base_drafts["stream"] = base._replace(correct=right)
+  runtime.plan_edits([np.zeros(0, int)], 0)     # nothing cached
+  try:
+    idxs = np.arange(len(runtime.stream))
+    runtime.prefetch(idxs)
+    started = set(runtime._reph_drafts)  # pylint: disable=protected-access
+    assert started == {int(i) for i in idxs if not right[i]}
+    # an edit of a record it got right still gets its drafts
+    k = _likely_edit(runtime) // 2 * 2
+    assert right[k] and len(runtime.stream[k].rephrases)
+    got = runtime._rephrase_drafts(k, pop=True)  # pylint: disable=protected-access
+    assert len(got[0].correct) == min(len(runtime.stream[k].rephrases), 5)
+  finally:
+    runtime.base_drafts["stream"] = base
+    for i in list(runtime._reph_drafts):  # pylint: disable=protected-access
+      runtime._rephrase_drafts(i, pop=True)  # pylint: disable=protected-access
 
 
 def test_doctests():

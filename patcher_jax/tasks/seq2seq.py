@@ -29,6 +29,7 @@ CHECK_BATCH = 8    # decode batch for checks and post-edit evaluation
 EVAL_BATCH = 64    # decode batch for retention metrics
 REPHRASES = 5      # rephrases checked per edit (the reference's return_view)
 REPHRASE_CHUNK = 512   # stream records whose rephrase drafts one pass makes
+PLAN_SLACK = 1.05      # records drafted ahead per edit a stream asks for
 
 
 @functools.lru_cache(maxsize=8)
@@ -159,9 +160,12 @@ class Seq2SeqRuntime:
         arrays[f"base_{name}_{f}"] for f in drafts_lib.Drafts._fields))
                         for name in splits}
     self._ahead = lookahead.Lookahead()
-    # the stream's rephrase drafts, cached as the queries are (the
-    # Editor's later records get theirs computed ahead, `prefetch`)
-    self._reph_store = self._stream_rephrases(cache_dir, log)
+    # the rephrase drafts of the records a stream will likely edit, cached as
+    # the queries are (`plan_edits`); any other record's are computed ahead
+    # (`prefetch`): none until a stream plans
+    self._cache_dir, self._log = cache_dir, log
+    self._reph_store = (np.full(len(self.stream), -1), np.zeros(1, int), ())
+    self._planned = None
     self.counts = {"certified": 0, "decoded": 0}
     self._reph_drafts = {}   # stream index -> (its block's drafts, rows)
     self._pools = common.Pools(self._ahead)   # dropout pools drawn ahead
@@ -241,34 +245,60 @@ class Seq2SeqRuntime:
                              self._max_new_tokens, list(texts))
     return common.load_or_compute(cache_dir, key, compute, log)["rows"]
 
-  def _stream_rephrases(self, cache_dir, log):
-    """(starts, (gold, base)): the gold and base drafts of every stream
-    record's rephrases (the first REPHRASES), packed (`drafts.pack`; record
-    i's rows are starts[i]:starts[i + 1]), computed once and cached next to
-    the queries: they depend on the base model only, and checking an edit's
-    rephrases reads them."""
-    owners = np.asarray(self._rephrase_rows(range(len(self.stream)))[0], int)
-    counts = np.bincount(owners, minlength=len(self.stream))
+  def plan_edits(self, orders: Sequence[np.ndarray], num_edits: int) -> None:
+    """Compute (or read from the cache) the rephrase drafts of the records a
+    stream visiting `orders` will likely edit: in each order, the first
+    records the unedited model gets wrong, PLAN_SLACK times the edits asked
+    (an edit can fail or be skipped), and the ones it gets right among them
+    not at all (an edit breaks one rarely). `after_edit` and
+    `rephrases_before` read them; any other record gets its drafts ahead
+    (`prefetch`). A stream edits about a third of the zsRE edit split, so
+    this drafts a third of its rephrases.
+
+    Args:
+      orders: each stream's stream indices, in visiting order.
+      num_edits: the edits each stream asks for.
+    """
+    wrong = ~np.asarray(self.base_drafts["stream"].correct, bool)
+    want = int(np.ceil(PLAN_SLACK * num_edits)) + 8
+    idxs = np.unique(np.concatenate([np.zeros(0, int)] + [
+        o[wrong[o]][:want] for o in map(np.asarray, orders)]))
+    if not np.array_equal(idxs, self._planned):   # planned already: no-op
+      self._reph_store = self._stream_rephrases(idxs)
+      self._planned = idxs
+
+  def _stream_rephrases(self, idxs: np.ndarray):
+    """(position, starts, (gold, base)) of the drafts of the rephrases (the
+    first REPHRASES) of stream records `idxs`, packed (`drafts.pack`; record
+    i's rows are starts[p]:starts[p + 1], p = position[i], -1 if not
+    drafted), computed once and cached next to the queries: they depend on
+    the base model only."""
+    owners = np.asarray(self._rephrase_rows(idxs)[0], int)
+    counts = np.array([np.sum(owners == i) for i in idxs], int)
+    log = self._log
 
     def compute():
       t0, gold, base = time.perf_counter(), [], []
-      for start in range(0, max(len(self.stream), 1), REPHRASE_CHUNK):
-        stop = min(start + REPHRASE_CHUNK, len(self.stream))
-        g, b = self._rephrase_chunk(range(start, stop))
+      for start in range(0, max(len(idxs), 1), REPHRASE_CHUNK):
+        stop = min(start + REPHRASE_CHUNK, len(idxs))
+        g, b = self._rephrase_chunk(idxs[start:stop])
         gold.append(g)
         base.append(b)
-        if log and len(self.stream):
-          log(f"  caching rephrase drafts: {sum(counts[:stop])} of "
-              f"{sum(counts)} ({time.perf_counter() - t0:.0f} s)")
+        if log and len(idxs):
+          log(f"  caching rephrase drafts of the likely edits: "
+              f"{sum(counts[:stop])} of {sum(counts)} "
+              f"({time.perf_counter() - t0:.0f} s)")
       return {"starts": np.concatenate([[0], np.cumsum(counts)]),
               **{f"gold_{k}": v for k, v in drafts_lib.pack(gold).items()},
               **{f"base_{k}": v for k, v in drafts_lib.pack(base).items()}}
 
     key = common.records_key("seq2seq-rephrases", REPHRASES, self.max_src_len,
                              self.max_tgt_len, self._max_new_tokens,
-                             self.stream)
-    arrays = common.load_or_compute(cache_dir, key, compute, None)
-    return arrays["starts"], tuple(
+                             [self.stream[i] for i in idxs])
+    arrays = common.load_or_compute(self._cache_dir, key, compute, None)
+    position = np.full(len(self.stream), -1)
+    position[idxs] = np.arange(len(idxs))
+    return position, arrays["starts"], tuple(
         {k[len(kind) + 1:]: v for k, v in arrays.items()
          if k.startswith(kind + "_")} for kind in ("gold", "base"))
 
@@ -553,11 +583,19 @@ class Seq2SeqRuntime:
     patched model are certified instead of decoded (drafts.py). Called with
     the next n records every round, it starts a block when the first is
     missing or half are: blocks of about n / 2, begun n / 2 edits early.
+    Records the unedited model gets right are left out: an edit breaks one
+    rarely, and then `after_edit` drafts it.
     """
-    idxs = [int(i) for i in idxs if not self._cached_rephrases(int(i))]
+    right = self.base_drafts["stream"].correct
+    idxs = [int(i) for i in idxs
+            if not (self._cached_rephrases(int(i)) or right[int(i)])]
     todo = [i for i in idxs if i not in self._reph_drafts]
-    if not todo or (idxs[0] not in todo and 2 * len(todo) < len(idxs)):
-      return
+    if todo and (idxs[0] in todo or 2 * len(todo) >= len(idxs)):
+      self._start_drafts(todo)
+
+  def _start_drafts(self, todo) -> None:
+    """Start drafting the rephrases of stream records `todo`, one block, in
+    the background."""
     owners, questions = self._rephrase_rows(todo)
     drafts = lambda: None
     if questions:
@@ -598,20 +636,22 @@ class Seq2SeqRuntime:
     """(gold drafts, base drafts) of record i's rephrases (None if it has
     none), waiting for their block if it is under way."""
     if self._cached_rephrases(i):
-      starts, packed = self._reph_store
-      if starts[i] == starts[i + 1]:
+      position, starts, packed = self._reph_store
+      p = position[i]
+      if starts[p] == starts[p + 1]:
         return None
-      return tuple(drafts_lib.unpack(p, starts[i], starts[i + 1])
-                   for p in packed)
+      return tuple(drafts_lib.unpack(d, starts[p], starts[p + 1])
+                   for d in packed)
     if i not in self._reph_drafts:
-      self.prefetch([i])
+      self._start_drafts([i])
     drafts, rows = (self._reph_drafts.pop(i) if pop  # used once: stays small
                     else self._reph_drafts[i])
     block = drafts()
     return None if block is None else tuple(d.take(rows) for d in block)
 
   def _cached_rephrases(self, i: int) -> bool:
-    return i < len(self._reph_store[0]) - 1
+    position = self._reph_store[0]
+    return i < len(position) and position[i] >= 0
 
   def prefetch_pool(self, candidates, rng, noise_samples: int
                     ) -> Optional[int]:
