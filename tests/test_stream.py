@@ -318,6 +318,20 @@ def test_subject_negatives_join_memory_and_leave_it_when_edited(runtime):
                  and edited_at[question] > made_at[owner])
       assert valid[where[0]] == (not dropped)
   assert any(q in edited_at for _, q, _ in wrapped.made)  # the test bites
+  # dropping rows keeps an unsharded state uncommitted: committed inputs
+  # would compile every edit program a second time
+  assert not any(leaf.committed for leaf in jax.tree.leaves(out["state"]))
+
+
+def test_placed_like_keeps_the_placement():
+  new = np.array([True, False])
+  loose = stream._placed_like(new, jax.numpy.ones(2, bool))  # pylint: disable=protected-access
+  assert not loose.committed
+  device = jax.devices()[0]
+  pinned = jax.device_put(np.ones(2, bool), device)
+  placed = stream._placed_like(new, pinned)  # pylint: disable=protected-access
+  assert placed.committed and placed.sharding == pinned.sharding
+  np.testing.assert_array_equal(placed, new)
 
 
 def test_subject_negatives_change_the_edits_and_resume_exactly(runtime,
