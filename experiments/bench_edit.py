@@ -108,7 +108,10 @@ def main(argv):
   n_cap = common.neuron_cap(rt, FLAGS.mode)
   rows = max(len(rt.memory_rows(0)), n_cap + 1)
   cap = lambda n: max(8, 1 << (n - 1).bit_length())
-  # memory buffers sized as the stream sizes them (stream.init_fold_state)
+  # memory buffers as the stream sized them until 2026-11-30 (the neuron
+  # cap's floor of rows an edit; the stream now sizes them by the mean rows
+  # an edit adds, `stream._memory_rows_per_edit`): kept, so the latency
+  # figures stay comparable with the earlier ones
   memory, val_memory = (memory_lib.init_memory(
       m, common.memory_capacity(len(m) + len(picks) * rows))
                         for m in (rt.memory0, rt.val_memory0))

@@ -194,8 +194,8 @@ def _arrays(state: FoldState, runtime) -> Dict[str, Any]:
 def _from_arrays(arrays: Dict[str, Any], runtime, config: StreamConfig,
                  num_slots: int) -> FoldState:
   """The state `_arrays` saved (bit-identical buffers)."""
-  state = init_fold_state(runtime, config, _rows_per_edit(runtime, config),
-                          num_slots)
+  state = init_fold_state(runtime, config,
+                          _memory_rows_per_edit(runtime, config), num_slots)
   mems = {}
   for name, start in (("memory", len(runtime.memory0)),
                       ("val_memory", len(runtime.val_memory0))):
@@ -323,7 +323,8 @@ def _start(runtime, edit_config, config, folds, checkpoint_dir, resume,
   n = len(folds)
   orders = fold_orders(len(runtime.stream), config.num_folds, config.seed)
   plan(runtime, config, folds)
-  state = init_fold_state(runtime, config, _rows_per_edit(runtime, config), n)
+  state = init_fold_state(runtime, config,
+                          _memory_rows_per_edit(runtime, config), n)
   prog = Progress(0, folds, [0] * n, [0] * n, [False] * n, [], [], [],
                   [_new_book() for _ in range(n)])
   mngr = ckpt_lib.manager(checkpoint_dir) if checkpoint_dir else None
@@ -693,6 +694,28 @@ def _append_memories(state: FoldState, runtime, picks,
     per_pick.append(r)
   return _append_rows(state, runtime, per_pick,
                       _rows_per_edit(runtime, config))
+
+
+# Room kept per edit over the mean rows an edit adds (longer answers): too
+# little costs one growth of the buffers (and its compiles), too much costs
+# every edit step, which reads the whole buffer.
+MEMORY_SLACK = 1.5
+
+
+def _memory_rows_per_edit(runtime, config: StreamConfig) -> int:
+  """Memory rows to keep per edit when sizing the buffers: the mean rows an
+  edit adds (`memory_rows` of up to 256 records spread over the stream),
+  times MEMORY_SLACK. Not `_rows_per_edit`: its floor of neurons + 1 (a
+  padding width) sized zsRE's buffer for 17 rows an edit where ~3.5 come
+  (and ~4.4 of subject negatives): 32,768 rows where the default run ends
+  at 18,927; now 20,480."""
+  n = len(runtime.stream)
+  if not n:
+    return 1
+  copies = _memory_copies(config)
+  idxs = np.unique(np.linspace(0, n - 1, min(n, 256)).astype(int))
+  mean = np.mean([len(runtime.memory_rows(int(i), copies)) for i in idxs])
+  return max(1, int(np.ceil(MEMORY_SLACK * mean)))
 
 
 def _negative_rows_per_edit(runtime, config: StreamConfig) -> int:

@@ -87,6 +87,33 @@ def test_a_bank_grown_mid_stream_gives_the_same_run(runtime, monkeypatch):
   np.testing.assert_allclose(b.values[:, :n], a.values[:, :n], atol=1e-6)
 
 
+def test_memory_grown_mid_stream_gives_the_same_run(runtime, monkeypatch):
+  # The buffers are sized by the mean rows an edit adds; an estimate too
+  # low only makes them grow (one more compile), never changes a decision.
+  cfg = stream.StreamConfig(num_edits=3, seed=0, checkpoint_every=0)
+  config = pj.fast_config(mem_weight=10.0, max_steps=400)
+  want = stream.run(runtime, config, cfg, log=lambda *_: None)
+  monkeypatch.setattr(stream, "_memory_capacity", lambda n: n)  # no blocks
+  monkeypatch.setattr(stream, "_memory_rows_per_edit", lambda *_: 0)
+  got = stream.run(runtime, config, cfg, log=lambda *_: None)
+  # a buffer shorter than the memory loss's k sums its rows in another
+  # order: the losses agree to rounding, every decision exactly
+  losses = ("loss", "act_loss", "mem_loss1", "mem_loss2", "edit_loss")
+  strip = lambda recs: [{k: v for k, v in r.items()
+                         if k not in losses + ("edit_time_s",)} for r in recs]
+  assert strip(got["records"]) == strip(want["records"])
+  for a, b in zip(got["records"], want["records"]):
+    np.testing.assert_allclose([a[k] for k in losses], [b[k] for k in losses],
+                               rtol=1e-5)
+  for name in ("memory", "val_memory"):
+    a, b = getattr(want["state"], name), getattr(got["state"], name)
+    n = int(a.size[0])
+    assert int(b.size[0]) == n > len(getattr(runtime, name + "0"))
+    assert b.queries.shape[1] < a.queries.shape[1]    # it grew from tight
+    np.testing.assert_array_equal(b.queries[:, :n], a.queries[:, :n])
+    np.testing.assert_array_equal(b.mask[:, :n], a.mask[:, :n])
+
+
 def test_parity_memory_gets_the_references_rows(runtime):
   """The reference flattens all decoder positions of its 8 training copies
   and keeps [1:-1]: position 0 of copies 1-7 is in, 8 L - 2 rows."""
