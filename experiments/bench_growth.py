@@ -83,8 +83,10 @@ def run_stream(rt):
   scfg = stream.StreamConfig(num_edits=FLAGS.num_edits, seed=FLAGS.seed,
                              checkpoint_every=FLAGS.checkpoint_every,
                              max_neurons=n_cap)
-  # the stream's own buffers, for the probe's memory
-  rows = stream._rows_per_edit(rt, scfg)  # pylint: disable=protected-access
+  # the buffers as the stream sized them until 2026-11-30 (the neuron
+  # cap's floor of rows an edit; now `stream._memory_rows_per_edit`): kept,
+  # so the growth figures stay comparable with the earlier ones
+  rows = stream._append_width(rt, scfg)  # pylint: disable=protected-access
   capacity = common.memory_capacity(len(rt.memory0) + scfg.num_edits * rows)
   # a fixed probe: the first mistake of the stream order, task from the
   # empty bank, timed at fixed step counts against the bank of the moment

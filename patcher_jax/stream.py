@@ -133,9 +133,14 @@ def _memory_capacity(n: int) -> int:
   return max(1024, -(-n // 1024) * 1024)
 
 
-def init_fold_state(runtime, config: StreamConfig, rows_per_edit: int,
-                    num_slots: int) -> FoldState:
-  """Empty banks and the initial memories, preallocated for the whole run."""
+def init_fold_state(runtime, config: StreamConfig, num_slots: int,
+                    rows_per_edit: Optional[int] = None) -> FoldState:
+  """Empty banks and the initial memories, preallocated for the run:
+  memories for `rows_per_edit` rows an edit (default
+  `_memory_rows_per_edit`) plus its subject negatives; they grow if an edit
+  needs more (`_room_for`)."""
+  if rows_per_edit is None:
+    rows_per_edit = _memory_rows_per_edit(runtime, config)
   f = num_slots
   # Sized for ~2 neurons an edit (zsRE averages 1.5; the worst case, 16,
   # would make every check through the bank 8x dearer); grown if needed.
@@ -194,8 +199,7 @@ def _arrays(state: FoldState, runtime) -> Dict[str, Any]:
 def _from_arrays(arrays: Dict[str, Any], runtime, config: StreamConfig,
                  num_slots: int) -> FoldState:
   """The state `_arrays` saved (bit-identical buffers)."""
-  state = init_fold_state(runtime, config,
-                          _memory_rows_per_edit(runtime, config), num_slots)
+  state = init_fold_state(runtime, config, num_slots)
   mems = {}
   for name, start in (("memory", len(runtime.memory0)),
                       ("val_memory", len(runtime.val_memory0))):
@@ -318,13 +322,13 @@ def run(runtime, edit_config: editor.EditConfig, config: StreamConfig, *,
 
 def _start(runtime, edit_config, config, folds, checkpoint_dir, resume,
            timings, log):
-  """The run's context, its initial (or restored) state and progress."""
+  """The run's context, its initial (or restored) state and progress (and
+  the runtime's plan, `plan`: ~40 s the first time for zsRE, then cached)."""
   folds = list(range(config.num_folds)) if folds is None else list(folds)
   n = len(folds)
   orders = fold_orders(len(runtime.stream), config.num_folds, config.seed)
   plan(runtime, config, folds)
-  state = init_fold_state(runtime, config,
-                          _memory_rows_per_edit(runtime, config), n)
+  state = init_fold_state(runtime, config, n)
   prog = Progress(0, folds, [0] * n, [0] * n, [False] * n, [], [], [],
                   [_new_book() for _ in range(n)])
   mngr = ckpt_lib.manager(checkpoint_dir) if checkpoint_dir else None
@@ -603,9 +607,10 @@ def _memory_copies(config: StreamConfig) -> int:
   return config.memory_copies if config.reference_memory else 0
 
 
-def _rows_per_edit(runtime, config: StreamConfig) -> int:
-  """Memory rows an edit usually adds (record 0's; `_append_memories` makes
-  room for more)."""
+def _append_width(runtime, config: StreamConfig) -> int:
+  """Rows each edit's memory rows are padded to for the append program
+  (record 0's, at least neurons + 1: a width, not the rows an edit adds;
+  `_append_memories` makes room for more)."""
   copies = _memory_copies(config)
   rows = (len(runtime.memory_rows(0, copies)) if len(runtime.stream) else 1)
   if not copies:
@@ -693,7 +698,7 @@ def _append_memories(state: FoldState, runtime, picks,
         r = memory_lib.deduplicate(r)
     per_pick.append(r)
   return _append_rows(state, runtime, per_pick,
-                      _rows_per_edit(runtime, config))
+                      _append_width(runtime, config))
 
 
 # Room kept per edit over the mean rows an edit adds (longer answers): too
@@ -705,17 +710,19 @@ MEMORY_SLACK = 1.5
 def _memory_rows_per_edit(runtime, config: StreamConfig) -> int:
   """Memory rows to keep per edit when sizing the buffers: the mean rows an
   edit adds (`memory_rows` of up to 256 records spread over the stream),
-  times MEMORY_SLACK. Not `_rows_per_edit`: its floor of neurons + 1 (a
-  padding width) sized zsRE's buffer for 17 rows an edit where ~3.5 come
-  (and ~4.4 of subject negatives): 32,768 rows where the default run ends
-  at 18,927; now 20,480."""
+  times MEMORY_SLACK for deduplicated rows (the reference's copies come in
+  a fixed number per answer token: no slack). Not `_append_width`: its
+  floor of neurons + 1 sized zsRE's buffer for 17 rows an edit where ~3.5
+  come (and ~4.4 of subject negatives): 32,768 rows where the default run
+  ends at 18,927; now 20,480."""
   n = len(runtime.stream)
   if not n:
     return 1
   copies = _memory_copies(config)
   idxs = np.unique(np.linspace(0, n - 1, min(n, 256)).astype(int))
   mean = np.mean([len(runtime.memory_rows(int(i), copies)) for i in idxs])
-  return max(1, int(np.ceil(MEMORY_SLACK * mean)))
+  slack = 1.0 if copies else MEMORY_SLACK
+  return max(1, int(np.ceil(slack * mean)))
 
 
 def _negative_rows_per_edit(runtime, config: StreamConfig) -> int:

@@ -173,21 +173,3 @@ def test_zsre_training_stops_at_the_target_train_em(model_dir):
   assert checks[-1][0] == t["steps"] and checks[-1][2] >= 0.75
   assert all(em < 0.75 for _, _, em in checks[:-1])
   assert t["train_inputs_em"] == pytest.approx(checks[-1][2], abs=1e-4)
-
-
-def test_a_run_that_evaluates_nothing_skips_the_train_score(model_dir,
-                                                             tmp_path):
-  bench = _zsre_bench()
-  kw = dict(cache_dir=str(tmp_path), model_dir=model_dir, settings=ZSRE_FAST,
-            show_progress=False)
-  quiet = base_cache.load_or_train_base("zsre", bench, evaluate_splits=False,
-                                        **kw)
-  assert "train_inputs_em" not in quiet.info["train"]
-  assert "metrics" not in quiet.info
-  # evaluated later: the train split is scored then, by decoding
-  scored = base_cache.load_or_train_base("zsre", bench, **kw)
-  assert scored.info["created"] == quiet.info["created"]   # not retrained
-  em = scored.info["metrics"]["train_em"]
-  trained = base_cache.train_base("zsre", bench, model_dir, ZSRE_FAST,
-                                  show_progress=False)
-  assert em == pytest.approx(trained.info["train"]["train_inputs_em"])

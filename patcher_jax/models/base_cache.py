@@ -275,11 +275,8 @@ def starting_point(task: str, model_dir: Optional[str], settings,
 
 def train_base(task: str, benchmark, model_dir: Optional[str] = None,
                settings=None, finetune: Optional[bool] = None,
-               show_progress: bool = True, score_train: bool = True
-               ) -> BaseModel:
-  """Builds and (unless ``model_dir`` holds a task model) trains a base model.
-  ``score_train=False``: a QA trainer skips its final greedy train EM
-  (``evaluate`` computes it when asked)."""
+               show_progress: bool = True) -> BaseModel:
+  """Builds and (unless ``model_dir`` holds a task model) trains a base model."""
   if task not in TASKS:
     raise ValueError(f"task must be one of {TASKS}, got {task!r}")
   settings = settings or default_settings(task)
@@ -302,8 +299,7 @@ def train_base(task: str, benchmark, model_dir: Optional[str] = None,
           benchmark.train, settings.train_on_rephrases, trainable,
           settings.max_rephrases)
       params, train_info = ts.train_seq2seq(
-          model, params, tokenizer, qs, ans, groups, settings, show_progress,
-          measure_train_em=score_train)
+          model, params, tokenizer, qs, ans, groups, settings, show_progress)
     train_info["trained"] = True
   train_info["setup_seconds"] = round(load_s, 2)
   info = {"task": task, "settings": _settings_dict(settings),
@@ -324,9 +320,7 @@ def _versions() -> Dict[str, str]:
 def evaluate(base: BaseModel, benchmark) -> Dict[str, Any]:
   """Metrics (``base_eval.evaluate_base``) plus the trainer's train score."""
   _, held_out = _views()
-  src = "train_acc" if base.task == "fever" else "train_inputs_em"
-  # the trainer's own train score, when it measured one
-  trained = src in base.info.get("train", {})
+  trained = base.info.get("train", {}).get("trained", False)
   clock = time.perf_counter()
   metrics = base_eval.evaluate_base(
       base.task, base.model, base.params, base.tokenizer, benchmark, held_out,
@@ -335,6 +329,7 @@ def evaluate(base: BaseModel, benchmark) -> Dict[str, Any]:
       with_train=not trained)
   if trained:
     key = "train_acc" if base.task == "fever" else "train_em"
+    src = "train_acc" if base.task == "fever" else "train_inputs_em"
     metrics[key] = base.info["train"][src]
     metrics["num_train"] = len(benchmark.train)
   metrics["eval_seconds"] = round(time.perf_counter() - clock, 2)
@@ -384,9 +379,8 @@ def load_or_train_base(task: str, benchmark, cache_dir: Optional[str] = None,
       _write_json(os.path.join(path, "info.json"), info)
       base = base._replace(info=info)
     return base
-  # a run that evaluates nothing (run.py) skips the trainer's train score
   base = train_base(task, benchmark, model_dir, settings, finetune,
-                    show_progress, score_train=evaluate_splits)
+                    show_progress)
   info = dict(base.info, fingerprint=fp, source=source, data_key=data_key)
   if evaluate_splits:
     info.update(metrics=evaluate(base._replace(info=info), benchmark),

@@ -203,8 +203,8 @@ def train_seq2seq(model, params: Params, tokenizer, questions: Sequence[str],
                   answers: Sequence[str], groups: Optional[np.ndarray] = None,
                   settings: Seq2SeqSettings = Seq2SeqSettings(),
                   show_progress: bool = True,
-                  encoder_hidden: Optional[np.ndarray] = None,
-                  measure_train_em: bool = True) -> Tuple[Params, Dict]:
+                  encoder_hidden: Optional[np.ndarray] = None
+                  ) -> Tuple[Params, Dict]:
   """Fine-tunes the decoder on (question, answer) pairs, encoder frozen.
 
   ``groups`` ties phrasings of one record together: an epoch shows each group
@@ -212,9 +212,8 @@ def train_seq2seq(model, params: Params, tokenizer, questions: Sequence[str],
 
   Returns the full params tree (numpy) and an info dict (steps, seconds,
   running loss / teacher-forced exact match, greedy EM on each group's first
-  question; left out with ``measure_train_em=False``: ~20 s of decoding for
-  the 6,000 embedded ones). ``encoder_hidden`` (from ``encoder_outputs`` on
-  ``qa_arrays``) skips the encoder pass.
+  question). ``encoder_hidden`` (from ``encoder_outputs`` on ``qa_arrays``)
+  skips the encoder pass.
   """
   s = settings
   clock = tu.Stopwatch()
@@ -320,17 +319,15 @@ def train_seq2seq(model, params: Params, tokenizer, questions: Sequence[str],
   # Greedy EM of the final model on each group's first phrasing (a record's
   # input), from the cached encoder outputs (~30 s for 6,000 inputs on two
   # cores: shown as it goes).
-  em = None
-  if measure_train_em:
-    em_bar = tu.progress(len(first), "train EM (greedy)",
-                         disable=not show_progress)
-    preds = qa_format.greedy_generate(
-        model, new_params, a["input_ids"][first], a["attention_mask"][first],
-        a["labels"].shape[1], tokenizer, s.eval_batch_size,
-        encoder_hidden=hidden[first], on_batch=em_bar.update)
-    em_bar.close()
-    em = float(np.mean([qa_format.exact_match(p, [answers[i]])
-                        for p, i in zip(preds, first)]))
+  em_bar = tu.progress(len(first), "train EM (greedy)",
+                       disable=not show_progress)
+  preds = qa_format.greedy_generate(
+      model, new_params, a["input_ids"][first], a["attention_mask"][first],
+      a["labels"].shape[1], tokenizer, s.eval_batch_size,
+      encoder_hidden=hidden[first], on_batch=em_bar.update)
+  em_bar.close()
+  em = float(np.mean([qa_format.exact_match(p, [answers[i]])
+                      for p, i in zip(preds, first)]))
   info = {
       "steps": done, "planned_steps": num_steps, "stopped_early": stopped_early,
       "reached_target": reached, "steps_per_epoch": per_epoch,
@@ -344,7 +341,7 @@ def train_seq2seq(model, params: Params, tokenizer, questions: Sequence[str],
       "steps_per_second": round(done / max(train_s - precompute_s, 1e-9), 3),
       "final_running_loss": running.values.get("loss", math.nan),
       "final_running_em_tf": running.values.get("em_tf", math.nan),
-      **({} if em is None else {"train_inputs_em": em}),
+      "train_inputs_em": em,
       "trainable_params": tu.count_params(train_p),
   }
   return new_params, info

@@ -18,8 +18,10 @@ record (data/geo/negatives.py, else data/learned_templates.py;
 first record of a window alone before the rest; seq2seq and lm_* runtimes),
 and `split_correct_later` / `stream_accuracy_later` (the same checks with
 the model's work started on the lookahead thread: curve points and final
-metrics; seq2seq). Optional in any runtime: `edit_answers(i)` (the
-answers before and after the edit of record i, as its checks saw them;
+metrics; seq2seq), and `plan_edits(orders, num_edits)` (before a
+stream, `stream.plan`: prepare what the records it will likely edit need;
+seq2seq drafts their rephrases). Optional in any runtime: `edit_answers(i)`
+(the answers before and after the edit of record i, as its checks saw them;
 classification, seq2seq).
 """
 import os

@@ -30,6 +30,7 @@ EVAL_BATCH = 64    # decode batch for retention metrics
 REPHRASES = 5      # rephrases checked per edit (the reference's return_view)
 REPHRASE_CHUNK = 512   # stream records whose rephrase drafts one pass makes
 PLAN_SLACK = 1.05      # records drafted ahead per edit a stream asks for
+PLAN_EXTRA = 8         # ... and this many more per stream
 
 
 @functools.lru_cache(maxsize=8)
@@ -248,19 +249,21 @@ class Seq2SeqRuntime:
   def plan_edits(self, orders: Sequence[np.ndarray], num_edits: int) -> None:
     """Compute (or read from the cache) the rephrase drafts of the records a
     stream visiting `orders` will likely edit: in each order, the first
-    records the unedited model gets wrong, PLAN_SLACK times the edits asked
-    (an edit can fail or be skipped), and the ones it gets right among them
-    not at all (an edit breaks one rarely). `after_edit` and
-    `rephrases_before` read them; any other record gets its drafts ahead
-    (`prefetch`). A stream edits about a third of the zsRE edit split, so
-    this drafts a third of its rephrases.
+    PLAN_SLACK x num_edits + PLAN_EXTRA records the unedited model gets
+    wrong (an edit can fail or be skipped). Records it gets right are left
+    out: an edit breaks one rarely. `after_edit` and `rephrases_before`
+    read the drafts; any other record gets its drafts ahead (`prefetch`) or
+    when its edit needs them. A 1000-edit stream edits about a third of the
+    zsRE edit split, so this drafts about a third of its rephrases. The
+    cache is per record set: another seed or num_edits drafts again.
 
     Args:
       orders: each stream's stream indices, in visiting order.
       num_edits: the edits each stream asks for.
     """
     wrong = ~np.asarray(self.base_drafts["stream"].correct, bool)
-    want = int(np.ceil(PLAN_SLACK * num_edits)) + 8
+    want = (int(np.ceil(PLAN_SLACK * num_edits)) + PLAN_EXTRA
+            if num_edits > 0 else 0)
     idxs = np.unique(np.concatenate([np.zeros(0, int)] + [
         o[wrong[o]][:want] for o in map(np.asarray, orders)]))
     if not np.array_equal(idxs, self._planned):   # planned already: no-op
@@ -274,7 +277,7 @@ class Seq2SeqRuntime:
     drafted), computed once and cached next to the queries: they depend on
     the base model only."""
     owners = np.asarray(self._rephrase_rows(idxs)[0], int)
-    counts = np.array([np.sum(owners == i) for i in idxs], int)
+    counts = np.bincount(owners, minlength=len(self.stream))[idxs]
     log = self._log
 
     def compute():
@@ -644,7 +647,9 @@ class Seq2SeqRuntime:
                    for d in packed)
     if i not in self._reph_drafts:
       self._start_drafts([i])
-    drafts, rows = (self._reph_drafts.pop(i) if pop  # used once: stays small
+    # popped when used; a block's other records stay until theirs are (a
+    # record past the plan that no edit needs stays: a few blocks at most)
+    drafts, rows = (self._reph_drafts.pop(i) if pop
                     else self._reph_drafts[i])
     block = drafts()
     return None if block is None else tuple(d.take(rows) for d in block)
