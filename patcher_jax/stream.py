@@ -133,14 +133,11 @@ def _memory_capacity(n: int) -> int:
   return max(1024, -(-n // 1024) * 1024)
 
 
-def init_fold_state(runtime, config: StreamConfig, num_slots: int,
-                    rows_per_edit: Optional[int] = None) -> FoldState:
+def init_fold_state(runtime, config: StreamConfig,
+                    num_slots: int) -> FoldState:
   """Empty banks and the initial memories, preallocated for the run:
-  memories for `rows_per_edit` rows an edit (default
-  `_memory_rows_per_edit`) plus its subject negatives; they grow if an edit
-  needs more (`_room_for`)."""
-  if rows_per_edit is None:
-    rows_per_edit = _memory_rows_per_edit(runtime, config)
+  memories for the rows an edit likely adds (`_memory_rows_per_edit`) and
+  its subject negatives; they grow if an edit needs more (`_room_for`)."""
   f = num_slots
   # Sized for ~2 neurons an edit (zsRE averages 1.5; the worst case, 16,
   # would make every check through the bank 8x dearer); grown if needed.
@@ -148,8 +145,8 @@ def init_fold_state(runtime, config: StreamConfig, num_slots: int,
                                        * min(2, _neurons_per_edit(runtime,
                                                                   config))),
                              runtime.dim)
-  extra = config.num_edits * (rows_per_edit + _negative_rows_per_edit(
-      runtime, config))
+  extra = config.num_edits * (_memory_rows_per_edit(runtime, config)
+                              + _negative_rows_per_edit(runtime, config))
   mem = memory_lib.init_memory(runtime.memory0,
                                _memory_capacity(len(runtime.memory0) + extra))
   val = memory_lib.init_memory(

@@ -166,7 +166,6 @@ class Seq2SeqRuntime:
     # (`prefetch`): none until a stream plans
     self._cache_dir, self._log = cache_dir, log
     self._reph_store = (np.full(len(self.stream), -1), np.zeros(1, int), ())
-    self._planned = None
     self.counts = {"certified": 0, "decoded": 0}
     self._reph_drafts = {}   # stream index -> (its block's drafts, rows)
     self._pools = common.Pools(self._ahead)   # dropout pools drawn ahead
@@ -266,9 +265,9 @@ class Seq2SeqRuntime:
             if num_edits > 0 else 0)
     idxs = np.unique(np.concatenate([np.zeros(0, int)] + [
         o[wrong[o]][:want] for o in map(np.asarray, orders)]))
-    if not np.array_equal(idxs, self._planned):   # planned already: no-op
+    planned = np.flatnonzero(self._reph_store[0] >= 0)
+    if not np.array_equal(idxs, planned):   # planned already: no-op
       self._reph_store = self._stream_rephrases(idxs)
-      self._planned = idxs
 
   def _stream_rephrases(self, idxs: np.ndarray):
     """(position, starts, (gold, base)) of the drafts of the rephrases (the
